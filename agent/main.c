@@ -1,0 +1,194 @@
+/* virtsnapd: options, the bus, the libvirt connection, the main loop, shutdown. */
+#include <glib-unix.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <locale.h>
+#include <stdlib.h>
+
+#include "vs-build-config.h"
+#include "vs-config.h"
+#include "vs-error.h"
+#include "vs-libvirt.h"
+#include "vs-manager.h"
+#include "vs-names.h"
+#include "vs-virt-util.h"
+
+static gboolean opt_version;
+static gboolean opt_verbose;
+static gboolean opt_session;
+static char *opt_address;
+static char *opt_config;
+static char *opt_uri;
+static char *opt_snapshot_dir;
+static char *opt_state_dir;
+
+static const GOptionEntry entries[] = {
+    {"version", 0, 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "Log debug messages", NULL},
+    {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
+     "Configuration file (default " VS_DEFAULT_CONFIG ")", "FILE"},
+    {"session", 0, 0, G_OPTION_ARG_NONE, &opt_session, "Use the session bus, not the system bus",
+     NULL},
+    {"bus-address", 0, 0, G_OPTION_ARG_STRING, &opt_address, "Use the bus at ADDRESS", "ADDRESS"},
+    {"uri", 0, 0, G_OPTION_ARG_STRING, &opt_uri, "libvirt URI (overrides the configuration)",
+     "URI"},
+    {"snapshot-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_snapshot_dir,
+     "Snapshot directory (overrides the configuration)", "DIR"},
+    {"state-dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_state_dir,
+     "State directory (overrides the configuration)", "DIR"},
+    {NULL},
+};
+
+typedef struct {
+    GMainLoop *loop;
+    int exit_code;
+} Daemon;
+
+static gboolean
+on_signal(gpointer data)
+{
+    Daemon *d = data;
+
+    g_message("shutting down");
+    g_main_loop_quit(d->loop);
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+on_name_acquired(GDBusConnection *bus, const char *name, gpointer data)
+{
+    g_message("ready: %s on the bus", name);
+}
+
+static void
+on_name_lost(GDBusConnection *bus, const char *name, gpointer data)
+{
+    Daemon *d = data;
+
+    g_warning("could not own %s on the bus (another virtsnapd, or not allowed by bus policy)",
+              name);
+    d->exit_code = 3;
+    g_main_loop_quit(d->loop);
+}
+
+static GDBusConnection *
+open_bus(GError **error)
+{
+    if (opt_address)
+        return g_dbus_connection_new_for_address_sync(
+            opt_address,
+            G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+                G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+            NULL, NULL, error);
+    return g_bus_get_sync(opt_session ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM, NULL, error);
+}
+
+static gboolean
+make_dir(const char *path, int mode, GError **error)
+{
+    if (g_mkdir_with_parents(path, mode) < 0) {
+        int saved = errno;
+
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot create %s: %s", path, g_strerror(saved));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static void
+replace_str(char **slot, const char *value)
+{
+    g_free(*slot);
+    *slot = g_strdup(value);
+}
+
+static void
+silent_libvirt_errors(void *data, virErrorPtr err)
+{
+    /* libvirt's default handler prints every error; ours are reported where they matter. */
+}
+
+int
+main(int argc, char **argv)
+{
+    g_autoptr(GOptionContext) context = g_option_context_new("- live snapshots of libvirt domains");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(VsConfig) config = NULL;
+    g_autoptr(GDBusConnection) bus = NULL;
+    g_autoptr(VsLibvirt) libvirt = NULL;
+    g_autoptr(VsManager) manager = NULL;
+    g_autoptr(GMainLoop) loop = NULL;
+    Daemon d = {0};
+    guint owner_id;
+
+    setlocale(LC_ALL, "");
+    g_option_context_add_main_entries(context, entries, NULL);
+    if (!g_option_context_parse(context, &argc, &argv, &error)) {
+        g_printerr("virtsnapd: %s\n", error->message);
+        return 2;
+    }
+    if (opt_version) {
+        g_print("virtsnapd %s (API %d)\n", VS_VERSION, VS_API_VERSION);
+        return 0;
+    }
+    if (opt_verbose)
+        g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
+
+    config = vs_config_load(opt_config ? opt_config : VS_DEFAULT_CONFIG, opt_config != NULL,
+                            warnings, &error);
+    if (!config) {
+        g_printerr("virtsnapd: %s\n", error->message);
+        return 2;
+    }
+    for (guint i = 0; i < warnings->len; i++)
+        g_warning("configuration: %s", (char *)g_ptr_array_index(warnings, i));
+    if (opt_uri)
+        replace_str(&config->uri, opt_uri);
+    if (opt_snapshot_dir)
+        replace_str(&config->snapshot_dir, opt_snapshot_dir);
+    if (opt_state_dir)
+        replace_str(&config->state_dir, opt_state_dir);
+    if (!g_path_is_absolute(config->snapshot_dir) || !g_path_is_absolute(config->state_dir)) {
+        g_printerr("virtsnapd: the snapshot and state directories must be absolute paths\n");
+        return 2;
+    }
+    if (!make_dir(config->snapshot_dir, 0750, &error) ||
+        !make_dir(config->state_dir, 0700, &error)) {
+        g_printerr("virtsnapd: %s\n", error->message);
+        return 1;
+    }
+
+    (void)vs_error_quark(); /* registers the D-Bus error names */
+    virSetErrorFunc(NULL, silent_libvirt_errors);
+    vs_libvirt_init_event_loop();
+
+    bus = open_bus(&error);
+    if (!bus) {
+        g_printerr("virtsnapd: cannot connect to the bus: %s\n", error->message);
+        return 1;
+    }
+    g_dbus_connection_set_exit_on_close(bus, FALSE);
+
+    libvirt = vs_libvirt_new(config->uri);
+    manager = vs_manager_new(config, libvirt);
+    if (!vs_manager_export(manager, bus, &error)) {
+        g_printerr("virtsnapd: %s\n", error->message);
+        return 1;
+    }
+
+    loop = g_main_loop_new(NULL, FALSE);
+    d.loop = loop;
+    g_unix_signal_add(SIGTERM, on_signal, &d);
+    g_unix_signal_add(SIGINT, on_signal, &d);
+
+    vs_libvirt_start(libvirt);
+    owner_id = g_bus_own_name_on_connection(bus, VS_BUS_NAME, G_BUS_NAME_OWNER_FLAGS_NONE,
+                                            on_name_acquired, on_name_lost, &d, NULL);
+    g_main_loop_run(loop);
+
+    g_bus_unown_name(owner_id);
+    vs_manager_unexport(manager);
+    g_dbus_connection_flush_sync(bus, NULL, NULL);
+    return d.exit_code;
+}

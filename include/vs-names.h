@@ -1,0 +1,34 @@
+/* Bus names, object paths, option keys and value words shared by the agent,
+ * virtsnapctl and the libvirt hook: the one place the API spells them. */
+#pragma once
+
+#define VS_API_VERSION 1
+
+#define VS_BUS_NAME          "org.virtsnap.Agent1"
+#define VS_AGENT_PATH        "/org/virtsnap/Agent1"
+#define VS_AGENT_INTERFACE   "org.virtsnap.Agent1"
+#define VS_JOB_INTERFACE     "org.virtsnap.Job1"
+#define VS_JOB_PATH_PREFIX   VS_AGENT_PATH "/job/"
+#define VS_ERROR_NAME_PREFIX "org.virtsnap.Error."
+
+/* CreateSnapshot options (a{sv}) */
+#define VS_OPT_METHOD          "method"   /* s: auto|live|cold|rbd */
+#define VS_OPT_DISKS           "disks"    /* as: disk targets (vda ...) */
+#define VS_OPT_QUIESCE         "quiesce"  /* s: off|try|require */
+#define VS_OPT_FORMAT          "format"   /* s: qcow2|raw */
+#define VS_OPT_COMPRESS        "compress" /* b */
+#define VS_OPT_COPY            "copy"     /* s: shallow|direct */
+#define VS_OPT_NAME            "name"     /* s: snapshot name, [A-Za-z0-9._-], no leading dot */
+#define VS_OPT_FORCE           "force"    /* b: abort block jobs that are not ours */
+#define VS_OPT_LEGACY_UNDEFINE "legacy-undefine" /* b: use undefine/rebase, not a transient job */
+
+/* Job states, as seen in Job1.State */
+#define VS_STATE_QUEUED      "queued"
+#define VS_STATE_RUNNING     "running"
+#define VS_STATE_SUCCEEDED   "succeeded"
+#define VS_STATE_FAILED      "failed"
+#define VS_STATE_CANCELLED   "cancelled"
+#define VS_STATE_INTERRUPTED "interrupted"
+
+/* Longest snapshot name a caller may give: it becomes one path component. */
+#define VS_NAME_MAX 64

@@ -39,18 +39,48 @@ static const GOptionEntry entries[] = {
     {NULL},
 };
 
+/* How long shutdown waits for running jobs to undo their work. */
+#define SHUTDOWN_GRACE_S 60
+
 typedef struct {
     GMainLoop *loop;
+    VsManager *manager;
+    gint64 deadline;
     int exit_code;
 } Daemon;
 
+static gboolean
+check_idle(gpointer data)
+{
+    Daemon *d = data;
+
+    if (vs_manager_is_idle(d->manager) || g_get_monotonic_time() > d->deadline) {
+        if (!vs_manager_is_idle(d->manager))
+            g_warning("jobs still running after %d s; their journal records stay for the next "
+                      "start",
+                      SHUTDOWN_GRACE_S);
+        g_main_loop_quit(d->loop);
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* SIGTERM/SIGINT: running jobs are cancelled, which undoes their changes (thaw,
+ * define, remove files); the loop ends when they have. A second signal ends it now. */
 static gboolean
 on_signal(gpointer data)
 {
     Daemon *d = data;
 
+    if (d->deadline) {
+        g_main_loop_quit(d->loop);
+        return G_SOURCE_CONTINUE;
+    }
     g_message("shutting down");
-    g_main_loop_quit(d->loop);
+    d->deadline = g_get_monotonic_time() + SHUTDOWN_GRACE_S * G_USEC_PER_SEC;
+    vs_manager_cancel_all(d->manager);
+    if (check_idle(d))
+        g_timeout_add(100, check_idle, d);
     return G_SOURCE_CONTINUE;
 }
 
@@ -179,6 +209,7 @@ main(int argc, char **argv)
 
     loop = g_main_loop_new(NULL, FALSE);
     d.loop = loop;
+    d.manager = manager;
     g_unix_signal_add(SIGTERM, on_signal, &d);
     g_unix_signal_add(SIGINT, on_signal, &d);
 

@@ -39,6 +39,7 @@ disk_free(gpointer data)
     g_free(d->format);
     g_free(d->source);
     g_free(d->protocol);
+    g_free(d->mirror_source);
     g_ptr_array_unref(d->backing);
     g_ptr_array_unref(d->hosts);
     g_free(d->auth_user);
@@ -129,12 +130,21 @@ on_start(GMarkupParseContext *ctx, const char *element, const char **names, cons
         return;
 
     if (strcmp(element, "mirror") == 0) {
+        const char *ready = attr(names, values, "ready");
+
         disk->mirror = TRUE;
+        disk->mirror_ready = ready && strcmp(ready, "yes") == 0;
+        g_free(disk->mirror_source);
+        disk->mirror_source = g_strdup(attr(names, values, "file"));
         st->mirror_depth++;
         return;
     }
-    if (st->mirror_depth > 0)
+    if (st->mirror_depth > 0) {
+        if (strcmp(element, "source") == 0 && parent_is(ctx, "mirror") && !disk->mirror_source)
+            disk->mirror_source =
+                g_strdup(attr(names, values, "file") ?: attr(names, values, "dev"));
         return;
+    }
 
     if (strcmp(element, "backingStore") == 0) {
         const char *type = attr(names, values, "type");

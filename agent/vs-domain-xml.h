@@ -23,8 +23,10 @@ typedef struct {
     gboolean readonly;
     gboolean shareable;
     gboolean encrypted;
-    gboolean mirror;    /* a block job's <mirror> is attached right now */
-    GPtrArray *backing; /* VsBacking*, nearest first */
+    gboolean mirror;       /* a block job's <mirror> is attached right now */
+    gboolean mirror_ready; /* ... and it is in sync (ready=yes) */
+    char *mirror_source;   /* ... and it writes here */
+    GPtrArray *backing;    /* VsBacking*, nearest first */
     /* RBD */
     GPtrArray *hosts; /* "name:port" */
     char *auth_user;

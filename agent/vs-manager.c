@@ -4,7 +4,11 @@
 #include "vs-manager.h"
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
+#include "vs-catalog.h"
 #include "vs-inventory.h"
+#include "vs-job.h"
+#include "vs-journal.h"
+#include "vs-plan.h"
 #include "vs-names.h"
 #include "vs-virt-util.h"
 #include "vs-build-config.h"
@@ -15,7 +19,13 @@ struct _VsManager {
     VsLibvirt *libvirt;
     VsDbusAgent1 *skeleton;
     GDBusObjectManagerServer *object_manager;
+    GPtrArray *jobs; /* VsJob*, oldest first */
+    guint next_job_id;
+    gboolean recovered;
 };
+
+/* Ended jobs stay visible for a while so that callers can read their result. */
+#define KEEP_ENDED_JOBS 32
 
 G_DEFINE_TYPE(VsManager, vs_manager, G_TYPE_OBJECT)
 
@@ -107,6 +117,278 @@ handle_list_domains(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, V
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* ---- jobs ------------------------------------------------------------------------------ */
+
+static guint
+running_jobs(VsManager *self)
+{
+    guint n = 0;
+
+    for (guint i = 0; i < self->jobs->len; i++) {
+        VsJob *job = g_ptr_array_index(self->jobs, i);
+
+        n += !vs_job_is_finished(job) && !vs_job_is_queued(job);
+    }
+    return n;
+}
+
+static VsJob *
+active_job_for(VsManager *self, const char *uuid)
+{
+    for (guint i = 0; i < self->jobs->len; i++) {
+        VsJob *job = g_ptr_array_index(self->jobs, i);
+
+        if (!vs_job_is_finished(job) && g_strcmp0(vs_job_get_uuid(job), uuid) == 0)
+            return job;
+    }
+    return NULL;
+}
+
+/* Starts queued jobs while there is room, and forgets the oldest ended ones. */
+static void
+schedule_jobs(VsManager *self)
+{
+    guint ended = 0;
+
+    for (guint i = 0; i < self->jobs->len && running_jobs(self) < self->config->max_jobs; i++) {
+        VsJob *job = g_ptr_array_index(self->jobs, i);
+
+        if (vs_job_is_queued(job))
+            vs_job_start(job);
+    }
+    for (guint i = self->jobs->len; i > 0; i--)
+        ended += vs_job_is_finished(g_ptr_array_index(self->jobs, i - 1));
+    for (guint i = 0; i < self->jobs->len && ended > KEEP_ENDED_JOBS;) {
+        VsJob *job = g_ptr_array_index(self->jobs, i);
+
+        if (!vs_job_is_finished(job)) {
+            i++;
+            continue;
+        }
+        g_dbus_object_manager_server_unexport(self->object_manager, vs_job_get_path(job));
+        g_ptr_array_remove_index(self->jobs, i);
+        ended--;
+    }
+}
+
+static void
+on_job_finished(VsJob *job, VsManager *self)
+{
+    schedule_jobs(self);
+}
+
+static void
+add_job(VsManager *self, VsJob *job)
+{
+    g_ptr_array_add(self->jobs, job);
+    g_signal_connect(job, "finished", G_CALLBACK(on_job_finished), self);
+    g_dbus_object_manager_server_export(self->object_manager, vs_job_get_object(job));
+}
+
+/* Jobs an earlier agent left unfinished: repaired as soon as libvirt is connected. */
+static void
+recover_jobs(VsManager *self)
+{
+    g_autoptr(GPtrArray) entries = NULL;
+
+    if (self->recovered)
+        return;
+    self->recovered = TRUE;
+    entries = vs_journal_load_all(self->config->state_dir);
+    for (guint i = 0; i < entries->len; i++) {
+        VsJournalEntry *entry = g_ptr_array_steal_index(entries, i--);
+
+        g_message("repairing interrupted job for snapshot %s of %s (phase %s)", entry->snapshot_id,
+                  entry->domain, entry->phase);
+        add_job(self, vs_job_new_recovery(++self->next_job_id, self->config, self->libvirt, entry));
+    }
+    /* Repairs run before anything new starts: they are at the head of the queue. */
+    for (guint i = 0; i < self->jobs->len; i++)
+        vs_job_start(g_ptr_array_index(self->jobs, i));
+}
+
+typedef struct {
+    char *domain;
+    VsSnapshotOptions opts;
+    char *snapshot_dir;
+} CreateData;
+
+static void
+create_data_free(gpointer p)
+{
+    CreateData *c = p;
+
+    g_free(c->domain);
+    vs_snapshot_options_clear(&c->opts);
+    g_free(c->snapshot_dir);
+    g_free(c);
+}
+
+static GVariant *
+plan_work(virConnectPtr conn, gpointer data, GError **error)
+{
+    CreateData *c = data;
+    VsPlan *plan = vs_plan_make(conn, c->domain, &c->opts, c->snapshot_dir, error);
+
+    /* A GVariant carries the plan's pointer back to the main loop. */
+    return plan ? g_variant_new_uint64((guint64)(guintptr)plan) : NULL;
+}
+
+static void
+plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GDBusMethodInvocation) invocation = user_data;
+    VsManager *self = VS_MANAGER(source);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GVariant) value = g_task_propagate_pointer(G_TASK(result), &error);
+    ConnWork *w = g_task_get_task_data(G_TASK(result));
+    CreateData *c = w->data;
+    g_autoptr(VsPlan) plan = NULL;
+    VsJob *job, *other;
+
+    if (!value) {
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return;
+    }
+    plan = (VsPlan *)(guintptr)g_variant_get_uint64(value);
+    if ((other = active_job_for(self, plan->uuid))) {
+        g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
+                                              "domain '%s' already has a snapshot job: %s",
+                                              plan->name, vs_job_get_path(other));
+        return;
+    }
+    job = vs_job_new(++self->next_job_id, self->config, self->libvirt, g_steal_pointer(&plan),
+                     &c->opts);
+    add_job(self, job);
+    vs_dbus_agent1_complete_create_snapshot(self->skeleton, invocation, vs_job_get_path(job));
+    schedule_jobs(self);
+}
+
+static gboolean
+handle_create_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation,
+                       const char *domain, GVariant *options, VsManager *self)
+{
+    CreateData *c = g_new0(CreateData, 1);
+    g_autoptr(GError) error = NULL;
+
+    vs_snapshot_options_init(&c->opts);
+    if (!vs_snapshot_options_parse(&c->opts, options, &error)) {
+        create_data_free(c);
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+    c->domain = g_strdup(domain);
+    c->snapshot_dir = g_strdup(self->config->snapshot_dir);
+    run_with_connection(self, invocation, plan_work, c, create_data_free, plan_done);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_list_jobs(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, VsManager *self)
+{
+    g_autoptr(GPtrArray) paths = g_ptr_array_new();
+
+    for (guint i = 0; i < self->jobs->len; i++)
+        g_ptr_array_add(paths, (gpointer)vs_job_get_path(g_ptr_array_index(self->jobs, i)));
+    g_ptr_array_add(paths, NULL);
+    vs_dbus_agent1_complete_list_jobs(skeleton, invocation, (const char *const *)paths->pdata);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+/* Catalog reads and deletes are plain file work: a thread keeps the loop free. */
+static void
+list_snapshots_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    VsManager *self = source;
+
+    g_task_return_pointer(task,
+                          g_variant_ref_sink(vs_catalog_list(self->config->snapshot_dir, data)),
+                          (GDestroyNotify)g_variant_unref);
+}
+
+static void
+list_snapshots_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GDBusMethodInvocation) invocation = user_data;
+    g_autoptr(GVariant) list = g_task_propagate_pointer(G_TASK(result), NULL);
+
+    vs_dbus_agent1_complete_list_snapshots(VS_MANAGER(source)->skeleton, invocation, list);
+}
+
+static gboolean
+handle_list_snapshots(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
+                      VsManager *self)
+{
+    g_autoptr(GTask) task = g_task_new(self, NULL, list_snapshots_done, g_object_ref(invocation));
+
+    g_task_set_task_data(task, g_strdup(domain), g_free);
+    g_task_run_in_thread(task, list_snapshots_thread);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+delete_snapshot_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    VsManager *self = source;
+    GError *error = NULL;
+
+    if (vs_catalog_delete(self->config->snapshot_dir, data, &error))
+        g_task_return_boolean(task, TRUE);
+    else
+        g_task_return_error(task, error);
+}
+
+static void
+delete_snapshot_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GDBusMethodInvocation) invocation = user_data;
+    g_autoptr(GError) error = NULL;
+
+    if (!g_task_propagate_boolean(G_TASK(result), &error))
+        g_dbus_method_invocation_return_gerror(invocation, error);
+    else
+        vs_dbus_agent1_complete_delete_snapshot(VS_MANAGER(source)->skeleton, invocation);
+}
+
+static gboolean
+handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *id,
+                       VsManager *self)
+{
+    g_autoptr(GTask) task = NULL;
+
+    for (guint i = 0; i < self->jobs->len; i++) {
+        VsJob *job = g_ptr_array_index(self->jobs, i);
+
+        if (!vs_job_is_finished(job) && g_strcmp0(vs_job_get_snapshot_id(job), id) == 0) {
+            g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
+                                                  "snapshot %s is still being made by %s", id,
+                                                  vs_job_get_path(job));
+            return G_DBUS_METHOD_INVOCATION_HANDLED;
+        }
+    }
+    task = g_task_new(self, NULL, delete_snapshot_done, g_object_ref(invocation));
+    g_task_set_task_data(task, g_strdup(id), g_free);
+    g_task_run_in_thread(task, delete_snapshot_thread);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+void
+vs_manager_cancel_all(VsManager *self)
+{
+    for (guint i = 0; i < self->jobs->len; i++)
+        vs_job_cancel(g_ptr_array_index(self->jobs, i));
+}
+
+gboolean
+vs_manager_is_idle(VsManager *self)
+{
+    for (guint i = 0; i < self->jobs->len; i++) {
+        if (!vs_job_is_finished(g_ptr_array_index(self->jobs, i)))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 static void
 on_domain_event(VsLibvirt *libvirt, const char *name, const char *uuid, const char *event,
                 const char *detail, VsManager *self)
@@ -119,6 +401,8 @@ static void
 on_connected_changed(VsLibvirt *libvirt, GParamSpec *pspec, VsManager *self)
 {
     vs_dbus_agent1_set_connected(self->skeleton, vs_libvirt_is_connected(libvirt));
+    if (vs_libvirt_is_connected(libvirt))
+        recover_jobs(self);
 }
 
 gboolean
@@ -148,6 +432,7 @@ vs_manager_dispose(GObject *object)
     g_clear_object(&self->libvirt);
     g_clear_object(&self->skeleton);
     g_clear_object(&self->object_manager);
+    g_clear_pointer(&self->jobs, g_ptr_array_unref);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
 
@@ -163,6 +448,7 @@ vs_manager_finalize(GObject *object)
 static void
 vs_manager_init(VsManager *self)
 {
+    self->jobs = g_ptr_array_new_with_free_func(g_object_unref);
 }
 
 static void
@@ -202,6 +488,13 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     vs_dbus_agent1_set_connected(self->skeleton, vs_libvirt_is_connected(libvirt));
 
     g_signal_connect(self->skeleton, "handle-list-domains", G_CALLBACK(handle_list_domains), self);
+    g_signal_connect(self->skeleton, "handle-create-snapshot", G_CALLBACK(handle_create_snapshot),
+                     self);
+    g_signal_connect(self->skeleton, "handle-list-jobs", G_CALLBACK(handle_list_jobs), self);
+    g_signal_connect(self->skeleton, "handle-list-snapshots", G_CALLBACK(handle_list_snapshots),
+                     self);
+    g_signal_connect(self->skeleton, "handle-delete-snapshot", G_CALLBACK(handle_delete_snapshot),
+                     self);
     g_signal_connect(libvirt, "domain-event", G_CALLBACK(on_domain_event), self);
     g_signal_connect(libvirt, "notify::connected", G_CALLBACK(on_connected_changed), self);
     return self;

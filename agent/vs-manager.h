@@ -17,4 +17,8 @@ VsManager *vs_manager_new(const VsConfig *config, VsLibvirt *libvirt);
 gboolean vs_manager_export(VsManager *self, GDBusConnection *bus, GError **error);
 void vs_manager_unexport(VsManager *self);
 
+/* Shutdown: ask every job to stop (each undoes its work), then wait for idle. */
+void vs_manager_cancel_all(VsManager *self);
+gboolean vs_manager_is_idle(VsManager *self);
+
 G_END_DECLS

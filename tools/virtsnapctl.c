@@ -321,6 +321,460 @@ cmd_watch(Ctl *ctl, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- jobs -------------------------------------------------------------------------------- */
+
+static char *
+job_path_for(const char *arg)
+{
+    guint64 id;
+
+    if (g_str_has_prefix(arg, VS_JOB_PATH_PREFIX))
+        return g_strdup(arg);
+    if (g_ascii_string_to_unsigned(arg, 10, 1, G_MAXUINT32, &id, NULL))
+        return g_strdup_printf(VS_JOB_PATH_PREFIX "%" G_GUINT64_FORMAT, id);
+    return NULL;
+}
+
+static GVariant *
+job_properties(Ctl *ctl, const char *path, GError **error)
+{
+    g_autoptr(GVariant) reply = g_dbus_connection_call_sync(
+        ctl->bus, VS_BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll",
+        g_variant_new("(s)", VS_JOB_INTERFACE), G_VARIANT_TYPE("(a{sv})"), G_DBUS_CALL_FLAGS_NONE,
+        -1, NULL, error);
+
+    if (!reply) {
+        if (g_error_matches(*error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD) ||
+            g_error_matches(*error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_OBJECT) ||
+            g_error_matches(*error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_INTERFACE)) {
+            g_clear_error(error);
+            g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_JOB, "no job %s", path);
+        }
+        return NULL;
+    }
+    return g_variant_get_child_value(reply, 0);
+}
+
+static guint64
+dict_u64(GVariant *dict, const char *key)
+{
+    g_autoptr(GVariant) v = g_variant_lookup_value(dict, key, NULL);
+
+    if (!v)
+        return 0;
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_UINT64))
+        return g_variant_get_uint64(v);
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_INT64))
+        return (guint64)MAX(g_variant_get_int64(v), 0);
+    if (g_variant_is_of_type(v, G_VARIANT_TYPE_UINT32))
+        return g_variant_get_uint32(v);
+    return 0;
+}
+
+static gboolean
+state_is_final(const char *state)
+{
+    return g_strcmp0(state, VS_STATE_SUCCEEDED) == 0 || g_strcmp0(state, VS_STATE_FAILED) == 0 ||
+           g_strcmp0(state, VS_STATE_CANCELLED) == 0 || g_strcmp0(state, VS_STATE_INTERRUPTED) == 0;
+}
+
+/* A job's properties as the JSON object virtsnapctl prints. */
+static GVariant *
+job_summary(const char *path, GVariant *props)
+{
+    GVariantBuilder b;
+    g_autoptr(GVariant) result = g_variant_lookup_value(props, "Result", G_VARIANT_TYPE_VARDICT);
+
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&b, "{sv}", "job", g_variant_new_string(path));
+    g_variant_builder_add(&b, "{sv}", "id", g_variant_new_uint32(dict_u64(props, "Id")));
+    g_variant_builder_add(&b, "{sv}", "domain", g_variant_new_string(dict_str(props, "Domain")));
+    g_variant_builder_add(&b, "{sv}", "state", g_variant_new_string(dict_str(props, "State")));
+    g_variant_builder_add(&b, "{sv}", "phase", g_variant_new_string(dict_str(props, "Phase")));
+    g_variant_builder_add(&b, "{sv}", "method", g_variant_new_string(dict_str(props, "Method")));
+    g_variant_builder_add(&b, "{sv}", "method_reason",
+                          g_variant_new_string(dict_str(props, "MethodReason")));
+    g_variant_builder_add(&b, "{sv}", "freeze_ms",
+                          g_variant_new_uint64(dict_u64(props, "FreezeMs")));
+    g_variant_builder_add(&b, "{sv}", "downtime_ms",
+                          g_variant_new_uint64(dict_u64(props, "DowntimeMs")));
+    g_variant_builder_add(&b, "{sv}", "error_name",
+                          g_variant_new_string(dict_str(props, "ErrorName")));
+    g_variant_builder_add(&b, "{sv}", "error", g_variant_new_string(dict_str(props, "Error")));
+    if (result) {
+        g_variant_builder_add(&b, "{sv}", "snapshot_id",
+                              g_variant_new_string(dict_str(result, "snapshot-id")));
+        g_variant_builder_add(&b, "{sv}", "result", result);
+    }
+    return g_variant_builder_end(&b);
+}
+
+static int
+exit_code_for_job(GVariant *props)
+{
+    const char *state = dict_str(props, "State");
+    g_autoptr(GError) error = NULL;
+
+    if (g_strcmp0(state, VS_STATE_SUCCEEDED) == 0)
+        return EXIT_OK;
+    if (g_strcmp0(state, VS_STATE_CANCELLED) == 0)
+        return EXIT_CANCELLED;
+    error =
+        g_error_new_literal(VS_ERROR, vs_error_from_dbus_name(dict_str(props, "ErrorName")), "job");
+    return exit_code_for(error) == EXIT_OK ? EXIT_FAILED : exit_code_for(error);
+}
+
+static void
+print_job_human(const char *path, GVariant *props)
+{
+    const char *state = dict_str(props, "State");
+    g_autoptr(GVariant) result = g_variant_lookup_value(props, "Result", G_VARIANT_TYPE_VARDICT);
+
+    g_print("job %s: %s (%s) of %s\n", path, state, dict_str(props, "Phase"),
+            dict_str(props, "Domain"));
+    if (*dict_str(props, "Method"))
+        g_print("  method: %s (%s)\n", dict_str(props, "Method"), dict_str(props, "MethodReason"));
+    if (*dict_str(props, "Error"))
+        g_print("  error:  %s (%s)\n", dict_str(props, "Error"), dict_str(props, "ErrorName"));
+    if (result && g_variant_n_children(result) > 0) {
+        g_autoptr(GVariant) disks =
+            g_variant_lookup_value(result, "disks", G_VARIANT_TYPE("aa{sv}"));
+        gboolean quiesced = dict_bool(result, "quiesced");
+
+        g_print("  snapshot: %s (name %s)\n", dict_str(result, "snapshot-id"),
+                dict_str(result, "name"));
+        g_print("  quiesced: %s%s%s%s, freeze %" G_GUINT64_FORMAT " ms, copy %" G_GUINT64_FORMAT
+                " ms, flatten %" G_GUINT64_FORMAT " ms, total %" G_GUINT64_FORMAT " ms\n",
+                quiesced ? "yes" : "no", *dict_str(result, "quiesce-note") ? " (" : "",
+                dict_str(result, "quiesce-note"), *dict_str(result, "quiesce-note") ? ")" : "",
+                dict_u64(result, "freeze-ms"), dict_u64(result, "copy-ms"),
+                dict_u64(result, "flatten-ms"), dict_u64(result, "total-ms"));
+        for (gsize i = 0; disks && i < g_variant_n_children(disks); i++) {
+            g_autoptr(GVariant) d = g_variant_get_child_value(disks, i);
+
+            g_print("  %-6s %s  %s  %.1f MiB (%.1f MiB on disk)\n", dict_str(d, "target"),
+                    dict_str(d, "image"), dict_str(d, "format"),
+                    dict_u64(d, "virtual-size") / 1048576.0, dict_u64(d, "bytes") / 1048576.0);
+        }
+    }
+}
+
+typedef struct {
+    Ctl *ctl;
+    GMainLoop *loop;
+    char *path;
+    gboolean tty;
+    gboolean cancel_sent;
+    GVariant *final;
+    GError *error;
+} Waiter;
+
+static void
+draw_progress(Waiter *w, GVariant *props)
+{
+    double progress = 0;
+    int width = 30, filled;
+    g_autoptr(GVariant) p = g_variant_lookup_value(props, "Progress", G_VARIANT_TYPE_DOUBLE);
+
+    if (!w->tty || w->ctl->json)
+        return;
+    if (p)
+        progress = g_variant_get_double(p);
+    filled = (int)(progress * width + 0.5);
+    g_print("\r[%.*s%*s] %3d%%  %-14s %8.1f / %.1f MiB ", filled, "##############################",
+            width - filled, "", (int)(progress * 100 + 0.5), dict_str(props, "Phase"),
+            dict_u64(props, "BytesDone") / 1048576.0, dict_u64(props, "BytesTotal") / 1048576.0);
+    fflush(stdout);
+}
+
+static void
+waiter_refresh(Waiter *w)
+{
+    g_autoptr(GVariant) props = job_properties(w->ctl, w->path, &w->error);
+
+    if (!props) {
+        g_main_loop_quit(w->loop);
+        return;
+    }
+    draw_progress(w, props);
+    if (state_is_final(dict_str(props, "State"))) {
+        w->final = g_steal_pointer(&props);
+        g_main_loop_quit(w->loop);
+    }
+}
+
+static void
+on_job_signal(GDBusConnection *bus, const char *sender, const char *path, const char *iface,
+              const char *signal, GVariant *params, gpointer data)
+{
+    waiter_refresh(data);
+}
+
+static gboolean
+on_wait_interrupt(gpointer data)
+{
+    Waiter *w = data;
+
+    if (w->cancel_sent) {
+        g_main_loop_quit(w->loop);
+        return G_SOURCE_REMOVE;
+    }
+    g_printerr("\nvirtsnapctl: cancelling %s (Ctrl-C again to stop waiting)\n", w->path);
+    w->cancel_sent = TRUE;
+    g_dbus_connection_call(w->ctl->bus, VS_BUS_NAME, w->path, VS_JOB_INTERFACE, "Cancel", NULL,
+                           NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+    return G_SOURCE_CONTINUE;
+}
+
+/* Waits for @path to end; prints its progress on a terminal and its outcome at the end. */
+static int
+wait_for_job(Ctl *ctl, const char *path)
+{
+    g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+    Waiter w = {ctl, loop, (char *)path, isatty(STDOUT_FILENO), FALSE, NULL, NULL};
+    guint sub, sig_int, sig_term;
+    int code;
+
+    sub = g_dbus_connection_signal_subscribe(
+        ctl->bus, VS_BUS_NAME, "org.freedesktop.DBus.Properties", "PropertiesChanged", path,
+        VS_JOB_INTERFACE, G_DBUS_SIGNAL_FLAGS_NONE, on_job_signal, &w, NULL);
+    sig_int = g_unix_signal_add(SIGINT, on_wait_interrupt, &w);
+    sig_term = g_unix_signal_add(SIGTERM, on_wait_interrupt, &w);
+    waiter_refresh(&w); /* it may have ended already */
+    if (!w.final && !w.error)
+        g_main_loop_run(loop);
+    g_dbus_connection_signal_unsubscribe(ctl->bus, sub);
+    g_source_remove(sig_int);
+    g_source_remove(sig_term);
+    if (w.tty && !ctl->json)
+        g_print("\n");
+    if (w.error) {
+        code = fail(w.error);
+        g_error_free(w.error);
+        return code;
+    }
+    if (!w.final) {
+        g_printerr("virtsnapctl: stopped waiting; the job goes on\n");
+        return EXIT_FAILED;
+    }
+    if (ctl->json)
+        print_json_variant(job_summary(path, w.final));
+    else
+        print_job_human(path, w.final);
+    code = exit_code_for_job(w.final);
+    if (code != EXIT_OK && !ctl->json)
+        g_printerr("virtsnapctl: job %s %s: %s\n", path, dict_str(w.final, "State"),
+                   dict_str(w.final, "Error"));
+    g_variant_unref(w.final);
+    return code;
+}
+
+static int
+cmd_snapshot(Ctl *ctl, int argc, char **argv)
+{
+    g_auto(GStrv) disks = NULL;
+    g_autofree char *quiesce = NULL, *format = NULL, *copy = NULL, *name = NULL, *method = NULL;
+    gboolean compress = FALSE, force = FALSE, wait = FALSE, legacy = FALSE;
+    const GOptionEntry entries[] = {
+        {"disk", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &disks, "Snapshot this disk (repeatable)",
+         "TARGET"},
+        {"method", 'm', 0, G_OPTION_ARG_STRING, &method, "auto|live|cold|rbd (default auto)",
+         "METHOD"},
+        {"quiesce", 'q', 0, G_OPTION_ARG_STRING, &quiesce, "off|try|require (default try)", "MODE"},
+        {"format", 'f', 0, G_OPTION_ARG_STRING, &format, "qcow2|raw (default qcow2)", "FORMAT"},
+        {"compress", 'c', 0, G_OPTION_ARG_NONE, &compress, "Compress the qcow2 image", NULL},
+        {"copy", 0, 0, G_OPTION_ARG_STRING, &copy, "shallow|direct (default shallow)", "MODE"},
+        {"name", 'n', 0, G_OPTION_ARG_STRING, &name, "Name of the snapshot", "NAME"},
+        {"force", 0, 0, G_OPTION_ARG_NONE, &force, "Abort block jobs that are not ours", NULL},
+        {"legacy-undefine", 0, 0, G_OPTION_ARG_NONE, &legacy,
+         "Use undefine/rebase instead of a transient copy job", NULL},
+        {"wait", 'w', 0, G_OPTION_ARG_NONE, &wait, "Wait for the job; show progress", NULL},
+        {NULL},
+    };
+    g_autoptr(GOptionContext) oc = g_option_context_new("DOMAIN - take a snapshot");
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = NULL;
+    GVariantBuilder b;
+
+    g_option_context_add_main_entries(oc, entries, NULL);
+    if (!g_option_context_parse(oc, &argc, &argv, &error))
+        return usage_error("snapshot: %s", error->message);
+    if (argc != 2)
+        return usage_error("snapshot takes one DOMAIN");
+
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    if (disks)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_DISKS,
+                              g_variant_new_strv((const char *const *)disks, -1));
+    if (method)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_METHOD, g_variant_new_string(method));
+    if (quiesce)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_QUIESCE, g_variant_new_string(quiesce));
+    if (format)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_FORMAT, g_variant_new_string(format));
+    if (copy)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_COPY, g_variant_new_string(copy));
+    if (name)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_NAME, g_variant_new_string(name));
+    if (compress)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_COMPRESS, g_variant_new_boolean(TRUE));
+    if (force)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_FORCE, g_variant_new_boolean(TRUE));
+    if (legacy)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_LEGACY_UNDEFINE, g_variant_new_boolean(TRUE));
+
+    if (!vs_dbus_agent1_call_create_snapshot_sync(ctl->agent, argv[1], g_variant_builder_end(&b),
+                                                  &path, NULL, &error))
+        return fail(error);
+    if (wait)
+        return wait_for_job(ctl, path);
+    if (ctl->json)
+        print_json_variant(g_variant_new_parsed("{'job': <%o>}", path));
+    else
+        g_print("%s\n", path);
+    return EXIT_OK;
+}
+
+static int
+cmd_jobs(Ctl *ctl, int argc, char **argv)
+{
+    g_auto(GStrv) paths = NULL;
+    g_autoptr(GError) error = NULL;
+    GVariantBuilder all;
+
+    if (argc > 1)
+        return usage_error("jobs takes no arguments");
+    if (!vs_dbus_agent1_call_list_jobs_sync(ctl->agent, &paths, NULL, &error))
+        return fail(error);
+    g_variant_builder_init(&all, G_VARIANT_TYPE("aa{sv}"));
+    if (!ctl->json)
+        g_print("%-4s %-12s %-14s %-5s %-24s %s\n", "ID", "STATE", "PHASE", "DONE", "DOMAIN",
+                "SNAPSHOT");
+    for (guint i = 0; paths[i]; i++) {
+        g_autoptr(GVariant) props = job_properties(ctl, paths[i], &error);
+        g_autoptr(GVariant) result = NULL;
+        g_autoptr(GVariant) progress = NULL;
+
+        if (!props) {
+            g_clear_error(&error); /* forgotten meanwhile */
+            continue;
+        }
+        if (ctl->json) {
+            g_variant_builder_add_value(&all, job_summary(paths[i], props));
+            continue;
+        }
+        result = g_variant_lookup_value(props, "Result", G_VARIANT_TYPE_VARDICT);
+        progress = g_variant_lookup_value(props, "Progress", G_VARIANT_TYPE_DOUBLE);
+        g_print("%-4u %-12s %-14s %4d%% %-24s %s\n", (guint)dict_u64(props, "Id"),
+                dict_str(props, "State"), dict_str(props, "Phase"),
+                progress ? (int)(g_variant_get_double(progress) * 100 + 0.5) : 0,
+                dict_str(props, "Domain"), result ? dict_str(result, "snapshot-id") : "");
+    }
+    if (ctl->json)
+        print_json_variant(g_variant_builder_end(&all));
+    else
+        g_variant_builder_clear(&all);
+    return EXIT_OK;
+}
+
+static int
+cmd_job(Ctl *ctl, int argc, char **argv)
+{
+    g_autofree char *path = NULL;
+    g_autoptr(GVariant) props = NULL;
+    g_autoptr(GError) error = NULL;
+
+    if (argc != 2 || !(path = job_path_for(argv[1])))
+        return usage_error("job takes one job ID (a number or an object path)");
+    if (!(props = job_properties(ctl, path, &error)))
+        return fail(error);
+    if (ctl->json)
+        print_json_variant(job_summary(path, props));
+    else
+        print_job_human(path, props);
+    return EXIT_OK;
+}
+
+static int
+cmd_wait(Ctl *ctl, int argc, char **argv)
+{
+    g_autofree char *path = NULL;
+
+    if (argc != 2 || !(path = job_path_for(argv[1])))
+        return usage_error("wait takes one job ID (a number or an object path)");
+    return wait_for_job(ctl, path);
+}
+
+static int
+cmd_cancel(Ctl *ctl, int argc, char **argv)
+{
+    g_autofree char *path = NULL;
+    g_autoptr(GVariant) props = NULL;
+    g_autoptr(GVariant) reply = NULL;
+    g_autoptr(GError) error = NULL;
+
+    if (argc != 2 || !(path = job_path_for(argv[1])))
+        return usage_error("cancel takes one job ID (a number or an object path)");
+    if (!(props = job_properties(ctl, path, &error)))
+        return fail(error);
+    reply = g_dbus_connection_call_sync(ctl->bus, VS_BUS_NAME, path, VS_JOB_INTERFACE, "Cancel",
+                                        NULL, NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+    if (!reply)
+        return fail(error);
+    if (!ctl->json)
+        g_print("cancel requested for %s (it undoes its work, then ends)\n", path);
+    return EXIT_OK;
+}
+
+static int
+cmd_snapshots(Ctl *ctl, int argc, char **argv)
+{
+    g_autoptr(GVariant) list = NULL;
+    g_autoptr(GError) error = NULL;
+
+    if (argc > 2)
+        return usage_error("snapshots takes at most one DOMAIN");
+    if (!vs_dbus_agent1_call_list_snapshots_sync(ctl->agent, argc == 2 ? argv[1] : "", &list, NULL,
+                                                 &error))
+        return fail(error);
+    if (ctl->json) {
+        print_json_variant(list);
+        return EXIT_OK;
+    }
+    g_print("%-24s %-20s %-16s %-20s %-6s %-8s %s\n", "ID", "NAME", "DOMAIN", "CREATED", "METHOD",
+            "QUIESCED", "DISKS");
+    for (gsize i = 0; i < g_variant_n_children(list); i++) {
+        g_autoptr(GVariant) s = g_variant_get_child_value(list, i);
+        g_autoptr(GVariant) disks = g_variant_lookup_value(s, "disks", G_VARIANT_TYPE("aa{sv}"));
+        g_autoptr(GString) dt = g_string_new(NULL);
+        g_autofree char *created = g_strndup(dict_str(s, "created"), 19);
+
+        for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
+            g_autoptr(GVariant) d = g_variant_get_child_value(disks, k);
+
+            g_string_append_printf(dt, "%s%s", k ? "," : "", dict_str(d, "target"));
+        }
+        g_print("%-24s %-20s %-16s %-20s %-6s %-8s %s\n", dict_str(s, "id"), dict_str(s, "name"),
+                dict_str(s, "domain"), created, dict_str(s, "method"),
+                dict_bool(s, "quiesced") ? "yes" : "no", dt->str);
+    }
+    return EXIT_OK;
+}
+
+static int
+cmd_delete(Ctl *ctl, int argc, char **argv)
+{
+    g_autoptr(GError) error = NULL;
+
+    if (argc != 2)
+        return usage_error("delete takes one snapshot ID");
+    if (!vs_dbus_agent1_call_delete_snapshot_sync(ctl->agent, argv[1], NULL, &error))
+        return fail(error);
+    if (!ctl->json)
+        g_print("deleted %s\n", argv[1]);
+    return EXIT_OK;
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -334,6 +788,13 @@ static const Command commands[] = {
     {"status", "", "Show the agent's version and libvirt connection", cmd_status},
     {"domains", "", "List libvirt domains with their disks", cmd_domains},
     {"watch", "", "Print domain lifecycle events as they happen", cmd_watch},
+    {"snapshot", "DOMAIN [OPTIONS]", "Take a snapshot (snapshot --help for options)", cmd_snapshot},
+    {"jobs", "", "List snapshot jobs", cmd_jobs},
+    {"job", "ID", "Show one job", cmd_job},
+    {"wait", "ID", "Wait for a job to end", cmd_wait},
+    {"cancel", "ID", "Cancel a job", cmd_cancel},
+    {"snapshots", "[DOMAIN]", "List finished snapshots", cmd_snapshots},
+    {"delete", "ID", "Delete a snapshot", cmd_delete},
 };
 
 static char *
@@ -342,7 +803,7 @@ command_summary(void)
     GString *s = g_string_new("Commands:\n");
 
     for (guint i = 0; i < G_N_ELEMENTS(commands); i++)
-        g_string_append_printf(s, "  %-10s %-40s %s\n", commands[i].name, commands[i].args,
+        g_string_append_printf(s, "  %-10s %-18s %s\n", commands[i].name, commands[i].args,
                                commands[i].help);
     return g_string_free(s, FALSE);
 }

@@ -85,6 +85,8 @@ test_disks(void)
     g_assert_cmpstr(vda->source, ==, "/images/top.qcow2"); /* not the mirror's source */
     g_assert_cmpstr(vda->format, ==, "qcow2");
     g_assert_true(vda->mirror);
+    g_assert_true(vda->mirror_ready);
+    g_assert_cmpstr(vda->mirror_source, ==, "/snap/delta.qcow2");
     g_assert_cmpuint(vda->backing->len, ==, 2);
     b = g_ptr_array_index(vda->backing, 0);
     g_assert_cmpstr(b->path, ==, "/images/mid.qcow2");

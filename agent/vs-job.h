@@ -1,0 +1,39 @@
+/* One snapshot job: an org.virtsnap.Job1 object and the state machine behind it. */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "vs-config.h"
+#include "vs-journal.h"
+#include "vs-libvirt.h"
+#include "vs-options.h"
+#include "vs-plan.h"
+
+G_BEGIN_DECLS
+
+#define VS_TYPE_JOB (vs_job_get_type())
+G_DECLARE_FINAL_TYPE(VsJob, vs_job, VS, JOB, GObject)
+
+/* Signal "finished": the job reached a final state (succeeded, failed, cancelled,
+ * interrupted) and holds nothing of the domain any more. */
+
+/* A job for @plan (taken). It stays "queued" until vs_job_start(). */
+VsJob *vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
+                  VsSnapshotOptions *opts);
+
+/* A job that repairs what an interrupted job of an earlier agent left behind,
+ * from its journal @entry (taken); it ends "interrupted". */
+VsJob *vs_job_new_recovery(guint id, const VsConfig *config, VsLibvirt *libvirt,
+                           VsJournalEntry *entry);
+
+void vs_job_start(VsJob *self);
+void vs_job_cancel(VsJob *self);
+
+GDBusObjectSkeleton *vs_job_get_object(VsJob *self);
+const char *vs_job_get_path(VsJob *self);
+const char *vs_job_get_uuid(VsJob *self);
+const char *vs_job_get_snapshot_id(VsJob *self);
+gboolean vs_job_is_finished(VsJob *self);
+gboolean vs_job_is_queued(VsJob *self);
+
+G_END_DECLS

@@ -1,0 +1,161 @@
+/* Job records as small JSON files in the state directory, replaced atomically. */
+#include "vs-journal.h"
+#include "vs-error.h"
+#include "vs-util.h"
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#define PREFIX "job-"
+#define SUFFIX ".json"
+
+VsJournalEntry *
+vs_journal_entry_new(void)
+{
+    VsJournalEntry *entry = g_new0(VsJournalEntry, 1);
+
+    entry->copies = g_ptr_array_new_with_free_func(g_free);
+    return entry;
+}
+
+void
+vs_journal_entry_free(VsJournalEntry *entry)
+{
+    if (!entry)
+        return;
+    g_free(entry->snapshot_id);
+    g_free(entry->domain);
+    g_free(entry->uuid);
+    g_free(entry->folder);
+    g_free(entry->phase);
+    g_free(entry->saved_xml);
+    g_ptr_array_unref(entry->copies);
+    g_free(entry);
+}
+
+char *
+vs_journal_entry_to_json(const VsJournalEntry *entry)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) root = NULL;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "snapshot-id");
+    json_builder_add_string_value(b, entry->snapshot_id);
+    json_builder_set_member_name(b, "domain");
+    json_builder_add_string_value(b, entry->domain);
+    json_builder_set_member_name(b, "uuid");
+    json_builder_add_string_value(b, entry->uuid);
+    json_builder_set_member_name(b, "folder");
+    json_builder_add_string_value(b, entry->folder);
+    json_builder_set_member_name(b, "phase");
+    json_builder_add_string_value(b, entry->phase ? entry->phase : "");
+    json_builder_set_member_name(b, "undefined");
+    json_builder_add_boolean_value(b, entry->undefined);
+    json_builder_set_member_name(b, "saved-xml");
+    json_builder_add_string_value(b, entry->saved_xml ? entry->saved_xml : "");
+    json_builder_set_member_name(b, "copies");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < entry->copies->len; i++)
+        json_builder_add_string_value(b, g_ptr_array_index(entry->copies, i));
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "frozen");
+    json_builder_add_boolean_value(b, entry->frozen);
+    json_builder_set_member_name(b, "suspended");
+    json_builder_add_boolean_value(b, entry->suspended);
+    json_builder_end_object(b);
+
+    root = json_builder_get_root(b);
+    return json_to_string(root, TRUE);
+}
+
+VsJournalEntry *
+vs_journal_entry_from_json(const char *json, GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(VsJournalEntry) entry = vs_journal_entry_new();
+    g_autoptr(GError) local = NULL;
+    JsonObject *o;
+    JsonArray *copies;
+
+    if (!json_parser_load_from_data(parser, json, -1, &local)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "bad journal record: %s", local->message);
+        return NULL;
+    }
+    if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "bad journal record: not an object");
+        return NULL;
+    }
+    o = json_node_get_object(json_parser_get_root(parser));
+    entry->snapshot_id =
+        g_strdup(json_object_get_string_member_with_default(o, "snapshot-id", NULL));
+    entry->domain = g_strdup(json_object_get_string_member_with_default(o, "domain", ""));
+    entry->uuid = g_strdup(json_object_get_string_member_with_default(o, "uuid", ""));
+    entry->folder = g_strdup(json_object_get_string_member_with_default(o, "folder", NULL));
+    entry->phase = g_strdup(json_object_get_string_member_with_default(o, "phase", ""));
+    entry->undefined = json_object_get_boolean_member_with_default(o, "undefined", FALSE);
+    entry->saved_xml = g_strdup(json_object_get_string_member_with_default(o, "saved-xml", ""));
+    entry->frozen = json_object_get_boolean_member_with_default(o, "frozen", FALSE);
+    entry->suspended = json_object_get_boolean_member_with_default(o, "suspended", FALSE);
+    copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;
+    for (guint i = 0; copies && i < json_array_get_length(copies); i++)
+        g_ptr_array_add(entry->copies, g_strdup(json_array_get_string_element(copies, i)));
+
+    if (!entry->snapshot_id || !vs_name_is_valid(entry->snapshot_id) || !entry->folder) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "bad journal record: no snapshot id or folder");
+        return NULL;
+    }
+    return g_steal_pointer(&entry);
+}
+
+static char *
+record_path(const char *state_dir, const char *snapshot_id)
+{
+    g_autofree char *base = g_strconcat(PREFIX, snapshot_id, SUFFIX, NULL);
+
+    return g_build_filename(state_dir, base, NULL);
+}
+
+gboolean
+vs_journal_write(const char *state_dir, const VsJournalEntry *entry, GError **error)
+{
+    g_autofree char *path = record_path(state_dir, entry->snapshot_id);
+    g_autofree char *json = vs_journal_entry_to_json(entry);
+
+    return vs_write_file_atomic(path, json, -1, 0600, error);
+}
+
+void
+vs_journal_remove(const char *state_dir, const char *snapshot_id)
+{
+    g_autofree char *path = record_path(state_dir, snapshot_id);
+
+    if (g_unlink(path) < 0 && errno != ENOENT)
+        g_warning("cannot remove journal record %s: %s", path, g_strerror(errno));
+}
+
+GPtrArray *
+vs_journal_load_all(const char *state_dir)
+{
+    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify)vs_journal_entry_free);
+    g_autoptr(GDir) dir = g_dir_open(state_dir, 0, NULL);
+    const char *name;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *path = NULL;
+        g_autofree char *json = NULL;
+        g_autoptr(GError) error = NULL;
+        VsJournalEntry *entry;
+
+        if (!g_str_has_prefix(name, PREFIX) || !g_str_has_suffix(name, SUFFIX))
+            continue;
+        path = g_build_filename(state_dir, name, NULL);
+        if (!g_file_get_contents(path, &json, NULL, &error) ||
+            !(entry = vs_journal_entry_from_json(json, &error))) {
+            g_warning("%s: %s", path, error->message);
+            continue;
+        }
+        g_ptr_array_add(entries, entry);
+    }
+    return entries;
+}

@@ -1,0 +1,36 @@
+/* The journal: one crash-safe record per running job, written before every step
+ * that changes a domain, so that a restarted agent can undo what a job left. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+    char *snapshot_id;
+    char *domain;
+    char *uuid;
+    char *folder;       /* the job's partial folder under the snapshot directory */
+    char *phase;        /* last phase entered */
+    gboolean undefined; /* we undefined the domain ... */
+    char *saved_xml;    /* ... and this is its persistent definition */
+    GPtrArray *copies;  /* disk targets with a copy job of ours that may still run */
+    gboolean frozen;    /* a freeze may be in effect */
+    gboolean suspended; /* we paused the vCPUs */
+} VsJournalEntry;
+
+VsJournalEntry *vs_journal_entry_new(void);
+void vs_journal_entry_free(VsJournalEntry *entry);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsJournalEntry, vs_journal_entry_free)
+
+gboolean vs_journal_write(const char *state_dir, const VsJournalEntry *entry, GError **error);
+void vs_journal_remove(const char *state_dir, const char *snapshot_id);
+
+/* Every record in @state_dir (unreadable ones are logged and skipped). */
+GPtrArray *vs_journal_load_all(const char *state_dir);
+
+/* Exposed for tests. */
+char *vs_journal_entry_to_json(const VsJournalEntry *entry);
+VsJournalEntry *vs_journal_entry_from_json(const char *json, GError **error);
+
+G_END_DECLS

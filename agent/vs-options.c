@@ -1,0 +1,195 @@
+/* Turns a caller's a{sv} into VsSnapshotOptions, refusing anything unexpected. */
+#include "vs-options.h"
+#include "vs-error.h"
+#include "vs-names.h"
+#include "vs-util.h"
+
+#include <string.h>
+
+static const char *const method_words[] = {"auto", "live", "cold", "rbd", NULL};
+static const char *const quiesce_words[] = {"off", "try", "require", NULL};
+static const char *const format_words[] = {"qcow2", "raw", NULL};
+static const char *const copy_words[] = {"shallow", "direct", NULL};
+
+const char *
+vs_method_name(VsMethod method)
+{
+    return method_words[method];
+}
+
+const char *
+vs_quiesce_name(VsQuiesce quiesce)
+{
+    return quiesce_words[quiesce];
+}
+
+const char *
+vs_format_name(VsFormat format)
+{
+    return format_words[format];
+}
+
+const char *
+vs_copy_name(VsCopy copy)
+{
+    return copy_words[copy];
+}
+
+void
+vs_snapshot_options_init(VsSnapshotOptions *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->method = VS_METHOD_AUTO;
+    opts->quiesce = VS_QUIESCE_TRY;
+    opts->format = VS_FORMAT_QCOW2;
+    opts->copy = VS_COPY_SHALLOW;
+}
+
+void
+vs_snapshot_options_clear(VsSnapshotOptions *opts)
+{
+    g_clear_pointer(&opts->disks, g_strfreev);
+    g_clear_pointer(&opts->name, g_free);
+}
+
+static gboolean
+check_type(const char *key, GVariant *value, const GVariantType *type, GError **error)
+{
+    if (g_variant_is_of_type(value, type))
+        return TRUE;
+    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                "option '%s' must be of type '%s', not '%s'", key, g_variant_type_peek_string(type),
+                g_variant_get_type_string(value));
+    return FALSE;
+}
+
+static gboolean
+pick_word(const char *key, GVariant *value, const char *const *words, int *out, GError **error)
+{
+    const char *word;
+    g_autofree char *choices = NULL;
+
+    if (!check_type(key, value, G_VARIANT_TYPE_STRING, error))
+        return FALSE;
+    word = g_variant_get_string(value, NULL);
+    for (int i = 0; words[i]; i++) {
+        if (strcmp(words[i], word) == 0) {
+            *out = i;
+            return TRUE;
+        }
+    }
+    choices = g_strjoinv("|", (char **)words);
+    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "option '%s': '%s' is not one of %s",
+                key, word, choices);
+    return FALSE;
+}
+
+static gboolean
+parse_one(VsSnapshotOptions *opts, const char *key, GVariant *value, GError **error)
+{
+    int word;
+
+    if (strcmp(key, VS_OPT_METHOD) == 0) {
+        if (!pick_word(key, value, method_words, &word, error))
+            return FALSE;
+        opts->method = word;
+    } else if (strcmp(key, VS_OPT_QUIESCE) == 0) {
+        if (!pick_word(key, value, quiesce_words, &word, error))
+            return FALSE;
+        opts->quiesce = word;
+    } else if (strcmp(key, VS_OPT_FORMAT) == 0) {
+        if (!pick_word(key, value, format_words, &word, error))
+            return FALSE;
+        opts->format = word;
+    } else if (strcmp(key, VS_OPT_COPY) == 0) {
+        if (!pick_word(key, value, copy_words, &word, error))
+            return FALSE;
+        opts->copy = word;
+    } else if (strcmp(key, VS_OPT_DISKS) == 0) {
+        g_autofree const char **disks = NULL;
+
+        if (!check_type(key, value, G_VARIANT_TYPE_STRING_ARRAY, error))
+            return FALSE;
+        disks = g_variant_get_strv(value, NULL);
+        if (!disks[0]) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                        "option 'disks' is empty: leave it out for the default disks");
+            return FALSE;
+        }
+        for (guint i = 0; disks[i]; i++) {
+            if (!vs_name_is_valid(disks[i])) {
+                g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                            "option 'disks': '%s' is not a disk target name", disks[i]);
+                return FALSE;
+            }
+            for (guint j = 0; j < i; j++) {
+                if (strcmp(disks[i], disks[j]) == 0) {
+                    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                                "option 'disks': '%s' is named twice", disks[i]);
+                    return FALSE;
+                }
+            }
+        }
+        g_strfreev(opts->disks);
+        opts->disks = g_strdupv((char **)disks);
+    } else if (strcmp(key, VS_OPT_NAME) == 0) {
+        const char *name;
+
+        if (!check_type(key, value, G_VARIANT_TYPE_STRING, error))
+            return FALSE;
+        name = g_variant_get_string(value, NULL);
+        if (!vs_name_is_valid(name)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                        "option 'name': '%s' is not a valid name (1 to %d of A-Z a-z 0-9 . _ -, "
+                        "not starting with . or -)",
+                        name, VS_NAME_MAX);
+            return FALSE;
+        }
+        g_free(opts->name);
+        opts->name = g_strdup(name);
+    } else if (strcmp(key, VS_OPT_COMPRESS) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
+            return FALSE;
+        opts->compress = g_variant_get_boolean(value);
+    } else if (strcmp(key, VS_OPT_FORCE) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
+            return FALSE;
+        opts->force = g_variant_get_boolean(value);
+    } else if (strcmp(key, VS_OPT_LEGACY_UNDEFINE) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
+            return FALSE;
+        opts->legacy_undefine = g_variant_get_boolean(value);
+    } else {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean
+vs_snapshot_options_parse(VsSnapshotOptions *opts, GVariant *dict, GError **error)
+{
+    GVariantIter iter;
+    const char *key;
+    GVariant *value;
+
+    g_variant_iter_init(&iter, dict);
+    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
+        g_autoptr(GVariant) owned = value;
+
+        if (!parse_one(opts, key, value, error))
+            return FALSE;
+    }
+    if (opts->compress && opts->format != VS_FORMAT_QCOW2) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                    "option 'compress' needs format qcow2");
+        return FALSE;
+    }
+    if (opts->compress && opts->copy == VS_COPY_DIRECT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                    "option 'compress' cannot be used with copy=direct (the mirror writes "
+                    "uncompressed); use copy=shallow");
+        return FALSE;
+    }
+    return TRUE;
+}

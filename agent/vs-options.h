@@ -1,0 +1,38 @@
+/* CreateSnapshot's a{sv} options, checked and typed. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum { VS_METHOD_AUTO, VS_METHOD_LIVE, VS_METHOD_COLD, VS_METHOD_RBD } VsMethod;
+typedef enum { VS_QUIESCE_OFF, VS_QUIESCE_TRY, VS_QUIESCE_REQUIRE } VsQuiesce;
+typedef enum { VS_FORMAT_QCOW2, VS_FORMAT_RAW } VsFormat;
+typedef enum { VS_COPY_SHALLOW, VS_COPY_DIRECT } VsCopy;
+
+typedef struct {
+    VsMethod method;
+    GStrv disks; /* NULL: the default set */
+    VsQuiesce quiesce;
+    VsFormat format;
+    gboolean compress;
+    VsCopy copy;
+    char *name; /* NULL: the snapshot id */
+    gboolean force;
+    gboolean legacy_undefine;
+} VsSnapshotOptions;
+
+void vs_snapshot_options_init(VsSnapshotOptions *opts);
+void vs_snapshot_options_clear(VsSnapshotOptions *opts);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VsSnapshotOptions, vs_snapshot_options_clear)
+
+/* Fills @opts from @dict (a{sv}). Unknown keys, wrong types and bad values are
+ * VS_ERROR_INVALID_ARGUMENT naming the option. */
+gboolean vs_snapshot_options_parse(VsSnapshotOptions *opts, GVariant *dict, GError **error);
+
+const char *vs_method_name(VsMethod method);
+const char *vs_quiesce_name(VsQuiesce quiesce);
+const char *vs_format_name(VsFormat format);
+const char *vs_copy_name(VsCopy copy);
+
+G_END_DECLS

@@ -1,0 +1,296 @@
+/* Validation of a snapshot request against the live domain: which disks, which
+ * method, and whether anything stands in the way (another block job, no agent
+ * for quiesce=require, a name already used). Nothing here changes the domain. */
+#include "vs-plan.h"
+#include "vs-catalog.h"
+#include "vs-domain-xml.h"
+#include "vs-error.h"
+#include "vs-qemu-img.h"
+#include "vs-virt-util.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+/* virDomainBlockCopy's TRANSIENT_JOB flag exists since libvirt 4.5.0. */
+#define TRANSIENT_JOB_MIN_VERSION 4005000
+
+static void
+plan_disk_free(gpointer p)
+{
+    VsPlanDisk *d = p;
+
+    g_free(d->target);
+    g_free(d->source);
+    g_free(d->format);
+    g_free(d->backing);
+    g_free(d->backing_format);
+    g_free(d);
+}
+
+void
+vs_plan_free(VsPlan *plan)
+{
+    if (!plan)
+        return;
+    if (plan->dom)
+        virDomainFree(plan->dom);
+    if (plan->conn)
+        virConnectClose(plan->conn);
+    g_free(plan->name);
+    g_free(plan->uuid);
+    g_free(plan->inactive_xml);
+    g_free(plan->live_xml);
+    g_free(plan->method_reason);
+    g_ptr_array_unref(plan->disks);
+    g_free(plan);
+}
+
+/* qemu-img info of an image in use by a running guest (-U: no lock needed to read
+ * the header). */
+static JsonObject *
+image_info(const char *path, JsonParser *parser, GError **error)
+{
+    const char *args[] = {"info", "-U", "--output=json", path, NULL};
+    g_autofree char *out = vs_qemu_img_run_sync(args, error);
+
+    if (!out)
+        return NULL;
+    if (!json_parser_load_from_data(parser, out, -1, error) ||
+        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+        g_clear_error(error);
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot read qemu-img info of %s", path);
+        return NULL;
+    }
+    return json_node_get_object(json_parser_get_root(parser));
+}
+
+static char *
+disk_list_text(VsDomainXml *dx)
+{
+    g_autoptr(GString) s = g_string_new(NULL);
+
+    for (guint i = 0; i < dx->disks->len; i++)
+        g_string_append_printf(s, "%s%s", i ? ", " : "",
+                               ((VsDisk *)g_ptr_array_index(dx->disks, i))->target);
+    return g_strdup(s->len ? s->str : "none");
+}
+
+/* Why a disk cannot be copied live, or NULL if it can. */
+static char *
+live_obstacle(const VsDisk *disk)
+{
+    if (strcmp(disk->device, "disk") != 0)
+        return g_strdup_printf("disk %s is a %s, not a disk", disk->target, disk->device);
+    if (disk->protocol && strcmp(disk->protocol, "rbd") == 0)
+        return g_strdup_printf("disk %s lives in Ceph RBD (%s); live copy handles local files",
+                               disk->target, disk->source);
+    if (strcmp(disk->type, "file") != 0)
+        return g_strdup_printf("disk %s is a %s device (%s); live copy needs a file-backed disk",
+                               disk->target, disk->type, disk->source ? disk->source : "?");
+    if (disk->encrypted)
+        return g_strdup_printf("disk %s is encrypted; live copy cannot write an encrypted delta",
+                               disk->target);
+    if (disk->readonly || disk->shareable)
+        return g_strdup_printf("disk %s is %s; it is not snapshotted", disk->target,
+                               disk->readonly ? "read-only" : "shareable");
+    if (strcmp(disk->format, "qcow2") != 0 && strcmp(disk->format, "raw") != 0)
+        return g_strdup_printf("disk %s has format '%s'; live copy handles qcow2 and raw",
+                               disk->target, disk->format);
+    return NULL;
+}
+
+static gboolean
+fill_disk(VsPlan *plan, const VsDisk *disk, GError **error)
+{
+    VsPlanDisk *pd = g_new0(VsPlanDisk, 1);
+    virDomainBlockInfo info;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *o;
+
+    g_ptr_array_add(plan->disks, pd);
+    pd->target = g_strdup(disk->target);
+    pd->source = g_strdup(disk->source);
+    pd->format = g_strdup(disk->format);
+    if (virDomainGetBlockInfo(plan->dom, disk->target, &info, 0) < 0)
+        return vs_set_libvirt_error(error, "reading size of disk %s", disk->target);
+    pd->capacity = info.capacity;
+
+    if (disk->backing->len > 0) {
+        VsBacking *b = g_ptr_array_index(disk->backing, 0);
+
+        if (!b->path || strcmp(b->type, "file") != 0) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "disk %s has a backing store that is not a local file", disk->target);
+            return FALSE;
+        }
+        pd->backing = g_strdup(b->path);
+        pd->backing_format = g_strdup(b->format);
+    }
+    if (strcmp(pd->format, "qcow2") == 0) {
+        if (!(o = image_info(pd->source, parser, error)))
+            return FALSE;
+        pd->cluster_size = json_object_get_int_member_with_default(o, "cluster-size", 0);
+        /* libvirt may not know the backing format; the image header does. */
+        if (pd->backing && (!pd->backing_format || !*pd->backing_format)) {
+            g_free(pd->backing_format);
+            pd->backing_format = g_strdup(
+                json_object_get_string_member_with_default(o, "backing-filename-format", "raw"));
+        }
+    }
+    return TRUE;
+}
+
+/* Refuses a chosen disk with a block job running, unless @force (then the clear-jobs
+ * step aborts it). Our own earlier jobs leave none behind. */
+static gboolean
+check_block_jobs(VsPlan *plan, const VsSnapshotOptions *opts, GError **error)
+{
+    for (guint i = 0; i < plan->disks->len; i++) {
+        VsPlanDisk *pd = g_ptr_array_index(plan->disks, i);
+        virDomainBlockJobInfo info;
+        int r = virDomainGetBlockJobInfo(plan->dom, pd->target, &info, 0);
+
+        if (r < 0) {
+            vs_set_libvirt_error(error, "checking block jobs of disk %s", pd->target);
+            return FALSE;
+        }
+        if (r == 0)
+            continue;
+        if (!opts->force) {
+            g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
+                        "disk %s has a block job (type %d) that virtsnap did not start; "
+                        "set force to abort it",
+                        pd->target, info.type);
+            return FALSE;
+        }
+        plan->foreign_jobs = TRUE;
+    }
+    return TRUE;
+}
+
+VsPlan *
+vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *opts,
+             const char *snapshot_dir, GError **error)
+{
+    g_autoptr(VsPlan) plan = g_new0(VsPlan, 1);
+    g_autoptr(VsDomainXml) dx = NULL;
+    char uuid[VIR_UUID_STRING_BUFLEN] = "";
+    unsigned long lib_version = 0;
+    int reason, persistent;
+
+    plan->disks = g_ptr_array_new_with_free_func(plan_disk_free);
+    virConnectRef(conn);
+    plan->conn = conn;
+    if (!(plan->dom = vs_lookup_domain(conn, domain, error)))
+        return NULL;
+    plan->name = g_strdup(virDomainGetName(plan->dom));
+    if (virDomainGetUUIDString(plan->dom, uuid) < 0 ||
+        virDomainGetState(plan->dom, &plan->state, &reason, 0) < 0 ||
+        (persistent = virDomainIsPersistent(plan->dom)) < 0)
+        return vs_set_libvirt_error(error, "reading domain '%s'", plan->name), NULL;
+    plan->uuid = g_strdup(uuid);
+    plan->persistent = persistent;
+
+    switch (opts->method) {
+    case VS_METHOD_COLD:
+    case VS_METHOD_RBD:
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "method '%s' is not available in virtsnap %s; use method=live",
+                    vs_method_name(opts->method), "0.1");
+        return NULL;
+    case VS_METHOD_AUTO:
+    case VS_METHOD_LIVE:
+        break;
+    }
+    if (plan->state != VIR_DOMAIN_RUNNING && plan->state != VIR_DOMAIN_PAUSED) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_RUNNING,
+                    "domain '%s' is %s: a live snapshot needs a running or paused domain",
+                    plan->name, vs_domain_state_name(plan->state));
+        return NULL;
+    }
+    plan->method = VS_METHOD_LIVE;
+
+    if (!(plan->live_xml = virDomainGetXMLDesc(plan->dom, 0)))
+        return vs_set_libvirt_error(error, "reading XML of '%s'", plan->name), NULL;
+    if (plan->persistent && !(plan->inactive_xml = virDomainGetXMLDesc(
+                                  plan->dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE)))
+        return vs_set_libvirt_error(error, "reading definition of '%s'", plan->name), NULL;
+    if (!(dx = vs_domain_xml_parse(plan->live_xml, error)))
+        return NULL;
+    plan->agent_connected = dx->agent_connected;
+
+    if (opts->disks) {
+        for (guint i = 0; opts->disks[i]; i++) {
+            VsDisk *disk = vs_domain_xml_find_disk(dx, opts->disks[i]);
+            g_autofree char *obstacle = NULL;
+
+            if (!disk) {
+                g_autofree char *have = disk_list_text(dx);
+
+                g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_DISK,
+                            "domain '%s' has no disk '%s' (its disks: %s)", plan->name,
+                            opts->disks[i], have);
+                return NULL;
+            }
+            if ((obstacle = live_obstacle(disk))) {
+                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s", obstacle);
+                return NULL;
+            }
+            if (!fill_disk(plan, disk, error))
+                return NULL;
+        }
+        plan->method_reason = g_strdup("every chosen disk is a local qcow2/raw file");
+    } else {
+        g_autoptr(GString) skipped = g_string_new(NULL);
+
+        for (guint i = 0; i < dx->disks->len; i++) {
+            VsDisk *disk = g_ptr_array_index(dx->disks, i);
+            g_autofree char *obstacle = live_obstacle(disk);
+
+            if (obstacle && strcmp(disk->device, "disk") == 0 && !disk->readonly &&
+                !disk->shareable) {
+                /* A writable disk we cannot copy live: leaving it out would be a
+                 * silently partial snapshot. */
+                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s", obstacle);
+                return NULL;
+            }
+            if (obstacle) {
+                g_string_append_printf(skipped, "%s%s", skipped->len ? ", " : "", disk->target);
+                continue;
+            }
+            if (!fill_disk(plan, disk, error))
+                return NULL;
+        }
+        if (plan->disks->len == 0) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "domain '%s' has no writable file-backed disk to snapshot", plan->name);
+            return NULL;
+        }
+        plan->method_reason = skipped->len
+                                  ? g_strdup_printf("every writable disk is a local qcow2/raw "
+                                                    "file (left out: %s)",
+                                                    skipped->str)
+                                  : g_strdup("every writable disk is a local qcow2/raw file");
+    }
+
+    if (opts->quiesce == VS_QUIESCE_REQUIRE &&
+        (!plan->agent_connected || plan->state != VIR_DOMAIN_RUNNING)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_QUIESCE_FAILED,
+                    "domain '%s' %s; quiesce=require cannot be met", plan->name,
+                    plan->state != VIR_DOMAIN_RUNNING ? "is paused"
+                    : dx->agent_channel               ? "has no guest agent connected"
+                                                      : "has no guest agent channel");
+        return NULL;
+    }
+    if (!check_block_jobs(plan, opts, error))
+        return NULL;
+    if (opts->name && vs_catalog_name_taken(snapshot_dir, plan->uuid, opts->name)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_EXISTS,
+                    "domain '%s' already has a snapshot named '%s'", plan->name, opts->name);
+        return NULL;
+    }
+    if (virConnectGetLibVersion(conn, &lib_version) < 0)
+        return vs_set_libvirt_error(error, "reading libvirt version"), NULL;
+    plan->transient_copy = lib_version >= TRANSIENT_JOB_MIN_VERSION && !opts->legacy_undefine;
+    return g_steal_pointer(&plan);
+}

@@ -1,0 +1,47 @@
+/* A snapshot plan: what CreateSnapshot found out about the domain before any
+ * change is made. Building one is the "validate" step; its errors go straight
+ * back to the caller. */
+#pragma once
+
+#include <glib.h>
+#include <libvirt/libvirt.h>
+
+#include "vs-options.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+    char *target;
+    char *source;
+    char *format;  /* qcow2|raw */
+    char *backing; /* the nearest backing file, or NULL */
+    char *backing_format;
+    guint64 capacity;   /* virtual size in bytes */
+    guint cluster_size; /* of a qcow2 source; 0: qemu-img's default */
+} VsPlanDisk;
+
+typedef struct {
+    virConnectPtr conn;
+    virDomainPtr dom;
+    char *name;
+    char *uuid;
+    int state; /* virDomainState at validation */
+    gboolean persistent;
+    char *inactive_xml; /* persistent definition (secure), when persistent */
+    char *live_xml;
+    gboolean agent_connected;
+    gboolean transient_copy; /* block copy with TRANSIENT_JOB: no undefine needed */
+    gboolean foreign_jobs;   /* some chosen disk has a block job that is not ours (force given) */
+    VsMethod method;
+    char *method_reason;
+    GPtrArray *disks; /* VsPlanDisk* */
+} VsPlan;
+
+void vs_plan_free(VsPlan *plan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsPlan, vs_plan_free)
+
+/* Blocking: call from a worker thread. Takes its own reference to @conn. */
+VsPlan *vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *opts,
+                     const char *snapshot_dir, GError **error);
+
+G_END_DECLS

@@ -1,0 +1,227 @@
+/* Runs qemu-img without blocking the main loop. Both output streams are merged so
+ * that one async read sees progress and error text in order. */
+#include "vs-qemu-img.h"
+#include "vs-error.h"
+#include "vs-build-config.h"
+
+#include <string.h>
+
+typedef struct {
+    GSubprocess *proc;
+    GString *out;
+    char buf[4096];
+    VsProgressFunc progress;
+    gpointer progress_data;
+    GCancellable *cancellable;
+    gulong cancel_id;
+    gboolean read_done;
+    gboolean wait_done;
+    GError *wait_error;
+    char *command;
+} Run;
+
+static void
+run_free(gpointer p)
+{
+    Run *run = p;
+
+    if (run->cancel_id)
+        g_cancellable_disconnect(run->cancellable, run->cancel_id);
+    g_clear_object(&run->cancellable);
+    g_clear_object(&run->proc);
+    g_string_free(run->out, TRUE);
+    g_clear_error(&run->wait_error);
+    g_free(run->command);
+    g_free(run);
+}
+
+double
+vs_qemu_img_parse_progress(const char *text, gsize len)
+{
+    double best = -1;
+
+    for (gsize i = 0; i < len; i++) {
+        char *end = NULL;
+        double value;
+
+        if (text[i] != '(')
+            continue;
+        value = g_ascii_strtod(text + i + 1, &end);
+        if (end && end != text + i + 1 && (gsize)(end - text) + 6 <= len &&
+            strncmp(end, "/100%)", 6) == 0 && value >= 0 && value <= 100)
+            best = value / 100.0;
+    }
+    return best;
+}
+
+/* The last meaningful line of qemu-img's output: its error message. */
+static char *
+last_message(const char *out)
+{
+    g_auto(GStrv) lines = g_strsplit_set(out, "\r\n", -1);
+    const char *last = NULL;
+
+    for (guint i = 0; lines[i]; i++) {
+        g_strstrip(lines[i]);
+        if (*lines[i] && vs_qemu_img_parse_progress(lines[i], strlen(lines[i])) < 0)
+            last = lines[i];
+    }
+    return g_strdup(last ? last : "no message");
+}
+
+static void
+maybe_complete(GTask *task)
+{
+    Run *run = g_task_get_task_data(task);
+    g_autofree char *msg = NULL;
+
+    if (!run->read_done || !run->wait_done)
+        return;
+    if (run->cancellable && g_cancellable_is_cancelled(run->cancellable)) {
+        g_task_return_new_error(task, VS_ERROR, VS_ERROR_CANCELLED, "%s: cancelled", run->command);
+    } else if (run->wait_error) {
+        g_task_return_new_error(task, VS_ERROR, VS_ERROR_IO, "%s: %s", run->command,
+                                run->wait_error->message);
+    } else if (!g_subprocess_get_successful(run->proc)) {
+        msg = last_message(run->out->str);
+        g_task_return_new_error(task, VS_ERROR,
+                                strstr(run->out->str, "No space left on device") ||
+                                        strstr(run->out->str, "Disk quota exceeded")
+                                    ? VS_ERROR_NO_SPACE
+                                    : VS_ERROR_IO,
+                                "%s failed: %s", run->command, msg);
+    } else {
+        g_task_return_pointer(task, g_strdup(run->out->str), g_free);
+    }
+    g_object_unref(task);
+}
+
+static void
+on_read(GObject *source, GAsyncResult *result, gpointer data)
+{
+    GTask *task = data;
+    Run *run = g_task_get_task_data(task);
+    gssize n = g_input_stream_read_finish(G_INPUT_STREAM(source), result, NULL);
+
+    if (n <= 0) {
+        run->read_done = TRUE;
+        maybe_complete(task);
+        return;
+    }
+    g_string_append_len(run->out, run->buf, n);
+    if (run->progress) {
+        double fraction = vs_qemu_img_parse_progress(run->buf, n);
+
+        if (fraction >= 0)
+            run->progress(fraction, run->progress_data);
+    }
+    g_input_stream_read_async(G_INPUT_STREAM(source), run->buf, sizeof(run->buf),
+                              G_PRIORITY_DEFAULT, NULL, on_read, task);
+}
+
+static void
+on_wait(GObject *source, GAsyncResult *result, gpointer data)
+{
+    GTask *task = data;
+    Run *run = g_task_get_task_data(task);
+
+    g_subprocess_wait_finish(G_SUBPROCESS(source), result, &run->wait_error);
+    run->wait_done = TRUE;
+    maybe_complete(task);
+}
+
+static void
+on_cancelled(GCancellable *cancellable, gpointer data)
+{
+    GSubprocess *proc = data;
+
+    g_subprocess_force_exit(proc);
+}
+
+static GStrv
+full_argv(const char *const *args)
+{
+    GStrvBuilder *b = g_strv_builder_new();
+    GStrv argv;
+
+    g_strv_builder_add(b, VS_QEMU_IMG);
+    g_strv_builder_addv(b, (const char **)args);
+    argv = g_strv_builder_end(b);
+    g_strv_builder_unref(b);
+    return argv;
+}
+
+void
+vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer progress_data,
+                      GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+    GTask *task = g_task_new(NULL, NULL, callback, user_data);
+    g_auto(GStrv) argv = full_argv(args);
+    GError *error = NULL;
+    Run *run = g_new0(Run, 1);
+
+    run->out = g_string_new(NULL);
+    run->progress = progress;
+    run->progress_data = progress_data;
+    run->command = g_strdup_printf("qemu-img %s", args[0]);
+    g_task_set_task_data(task, run, run_free);
+
+    if (g_log_get_debug_enabled()) {
+        g_autofree char *line = g_strjoinv(" ", argv);
+
+        g_debug("running %s", line);
+    }
+    run->proc = g_subprocess_newv((const char *const *)argv,
+                                  G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+                                      G_SUBPROCESS_FLAGS_STDIN_INHERIT,
+                                  &error);
+    if (!run->proc) {
+        g_task_return_new_error(task, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG,
+                                error->message);
+        g_error_free(error);
+        g_object_unref(task);
+        return;
+    }
+    if (cancellable) {
+        run->cancellable = g_object_ref(cancellable);
+        run->cancel_id =
+            g_cancellable_connect(cancellable, G_CALLBACK(on_cancelled), run->proc, NULL);
+    }
+    /* Two callbacks share the task; the last one to finish completes it. */
+    g_object_ref(task);
+    g_input_stream_read_async(g_subprocess_get_stdout_pipe(run->proc), run->buf, sizeof(run->buf),
+                              G_PRIORITY_DEFAULT, NULL, on_read, task);
+    g_subprocess_wait_async(run->proc, NULL, on_wait, task);
+}
+
+char *
+vs_qemu_img_run_finish(GAsyncResult *result, GError **error)
+{
+    return g_task_propagate_pointer(G_TASK(result), error);
+}
+
+char *
+vs_qemu_img_run_sync(const char *const *args, GError **error)
+{
+    g_auto(GStrv) argv = full_argv(args);
+    g_autoptr(GSubprocess) proc = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *msg = NULL;
+    g_autoptr(GError) local = NULL;
+
+    proc =
+        g_subprocess_newv((const char *const *)argv,
+                          G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE, &local);
+    if (!proc || !g_subprocess_communicate_utf8(proc, NULL, NULL, &out, NULL, &local)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG, local->message);
+        return NULL;
+    }
+    if (!g_subprocess_get_successful(proc)) {
+        msg = last_message(out ? out : "");
+        g_set_error(error, VS_ERROR,
+                    out && strstr(out, "No space left on device") ? VS_ERROR_NO_SPACE : VS_ERROR_IO,
+                    "qemu-img %s failed: %s", args[0], msg);
+        return NULL;
+    }
+    return g_steal_pointer(&out);
+}

@@ -1,0 +1,27 @@
+/* qemu-img as an async subprocess: progress parsed from -p, cancel by killing it. */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* @fraction: 0.0 .. 1.0, called on the main loop. */
+typedef void (*VsProgressFunc)(double fraction, gpointer data);
+
+/* Runs qemu-img with @args (not including the program). Output of both streams is
+ * collected; "(NN.NN/100%)" updates go to @progress. Cancelling @cancellable kills the
+ * process and the result is VS_ERROR_CANCELLED. A failure is VS_ERROR_IO (or
+ * VS_ERROR_NO_SPACE) with qemu-img's own message. */
+void vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer progress_data,
+                           GCancellable *cancellable, GAsyncReadyCallback callback,
+                           gpointer user_data);
+/* Returns qemu-img's output (stdout and stderr) on success. */
+char *vs_qemu_img_run_finish(GAsyncResult *result, GError **error);
+
+/* The same, blocking (for worker threads and recovery). */
+char *vs_qemu_img_run_sync(const char *const *args, GError **error);
+
+/* Parses the last "(NN.NN/100%)" in @text; -1 when none. */
+double vs_qemu_img_parse_progress(const char *text, gsize len);
+
+G_END_DECLS

@@ -1,0 +1,121 @@
+/* CreateSnapshot options and snapshot names: what is accepted, what is refused. */
+#include "vs-error.h"
+#include "vs-names.h"
+#include "vs-options.h"
+#include "vs-util.h"
+
+#include <string.h>
+
+static gboolean
+parse(const char *text, VsSnapshotOptions *opts, GError **error)
+{
+    g_autoptr(GVariant) dict = g_variant_ref_sink(g_variant_new_parsed(text));
+
+    vs_snapshot_options_init(opts);
+    return vs_snapshot_options_parse(opts, dict, error);
+}
+
+static void
+test_defaults(void)
+{
+    g_auto(VsSnapshotOptions) opts;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse("@a{sv} {}", &opts, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(opts.method, ==, VS_METHOD_AUTO);
+    g_assert_cmpint(opts.quiesce, ==, VS_QUIESCE_TRY);
+    g_assert_cmpint(opts.format, ==, VS_FORMAT_QCOW2);
+    g_assert_cmpint(opts.copy, ==, VS_COPY_SHALLOW);
+    g_assert_null(opts.disks);
+    g_assert_null(opts.name);
+    g_assert_false(opts.force);
+}
+
+static void
+test_all_set(void)
+{
+    g_auto(VsSnapshotOptions) opts;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse("{'method': <'live'>, 'disks': <['vda', 'vdb']>, 'quiesce': <'require'>,"
+                        " 'format': <'qcow2'>, 'compress': <true>, 'name': <'nightly-1'>,"
+                        " 'force': <true>, 'legacy-undefine': <true>}",
+                        &opts, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(opts.method, ==, VS_METHOD_LIVE);
+    g_assert_cmpuint(g_strv_length(opts.disks), ==, 2);
+    g_assert_cmpstr(opts.disks[1], ==, "vdb");
+    g_assert_cmpint(opts.quiesce, ==, VS_QUIESCE_REQUIRE);
+    g_assert_true(opts.compress);
+    g_assert_cmpstr(opts.name, ==, "nightly-1");
+    g_assert_true(opts.force);
+    g_assert_true(opts.legacy_undefine);
+}
+
+static void
+expect_refused(const char *text, const char *fragment)
+{
+    g_auto(VsSnapshotOptions) opts;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_false(parse(text, &opts, &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT);
+    if (!strstr(error->message, fragment))
+        g_error("'%s': message '%s' lacks '%s'", text, error->message, fragment);
+}
+
+static void
+test_refused(void)
+{
+    expect_refused("{'colour': <'red'>}", "unknown option 'colour'");
+    expect_refused("{'quiesce': <true>}", "must be of type 's'");
+    expect_refused("{'quiesce': <'maybe'>}", "off|try|require");
+    expect_refused("{'method': <'teleport'>}", "auto|live|cold|rbd");
+    expect_refused("{'format': <'vmdk'>}", "qcow2|raw");
+    expect_refused("{'copy': <'deep'>}", "shallow|direct");
+    expect_refused("{'disks': <'vda'>}", "must be of type 'as'");
+    expect_refused("{'disks': <@as []>}", "empty");
+    expect_refused("{'disks': <['vda', 'vda']>}", "named twice");
+    expect_refused("{'disks': <['../vda']>}", "not a disk target");
+    expect_refused("{'name': <'a/b'>}", "not a valid name");
+    expect_refused("{'name': <42>}", "must be of type 's'");
+    expect_refused("{'compress': <'yes'>}", "must be of type 'b'");
+    expect_refused("{'compress': <true>, 'format': <'raw'>}", "needs format qcow2");
+    expect_refused("{'compress': <true>, 'copy': <'direct'>}", "copy=direct");
+}
+
+static void
+test_names(void)
+{
+    g_autofree char *longest = g_strnfill(VS_NAME_MAX, 'a');
+    g_autofree char *too_long = g_strnfill(VS_NAME_MAX + 1, 'a');
+    g_autofree char *id = vs_make_snapshot_id();
+
+    g_assert_true(vs_name_is_valid("nightly"));
+    g_assert_true(vs_name_is_valid("pre-upgrade_2026.11.21"));
+    g_assert_true(vs_name_is_valid(longest));
+    g_assert_true(vs_name_is_valid(id));
+    g_assert_false(vs_name_is_valid(too_long));
+    g_assert_false(vs_name_is_valid(""));
+    g_assert_false(vs_name_is_valid(NULL));
+    g_assert_false(vs_name_is_valid("."));
+    g_assert_false(vs_name_is_valid(".."));
+    g_assert_false(vs_name_is_valid(".hidden"));
+    g_assert_false(vs_name_is_valid("-rf"));
+    g_assert_false(vs_name_is_valid("a/b"));
+    g_assert_false(vs_name_is_valid("a b"));
+    g_assert_false(vs_name_is_valid("snap\n"));
+    g_assert_false(vs_name_is_valid("é"));
+}
+
+int
+main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/options/defaults", test_defaults);
+    g_test_add_func("/options/all-set", test_all_set);
+    g_test_add_func("/options/refused", test_refused);
+    g_test_add_func("/options/names", test_names);
+    return g_test_run();
+}

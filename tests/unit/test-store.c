@@ -1,0 +1,225 @@
+/* The journal and the catalog on a real temp directory: crash-safe records,
+ * snapshots appearing whole, deletion confined to a snapshot's own folder. */
+#include "vs-catalog.h"
+#include "vs-error.h"
+#include "vs-journal.h"
+#include "vs-qemu-img.h"
+#include "vs-util.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+typedef struct {
+    char *dir;
+} Fixture;
+
+/* Warnings are counted rather than fatal: some tests expect them. */
+static guint warnings_seen;
+
+static GLogWriterOutput
+count_warnings(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer data)
+{
+    if (level & G_LOG_LEVEL_WARNING) {
+        warnings_seen++;
+        return G_LOG_WRITER_HANDLED;
+    }
+    return g_log_writer_default(level, fields, n_fields, data);
+}
+
+static void
+setup(Fixture *f, gconstpointer data)
+{
+    f->dir = g_dir_make_tmp("vs-store-XXXXXX", NULL);
+    g_assert_nonnull(f->dir);
+}
+
+static void
+teardown(Fixture *f, gconstpointer data)
+{
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", f->dir);
+
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, NULL, NULL));
+    g_free(f->dir);
+}
+
+static void
+test_journal_round_trip(Fixture *f, gconstpointer data)
+{
+    g_autoptr(VsJournalEntry) e = vs_journal_entry_new();
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+    VsJournalEntry *back;
+
+    e->snapshot_id = g_strdup("20261121T000000Z-abcdef");
+    e->domain = g_strdup("guest1");
+    e->uuid = g_strdup("0e0f2b52-8c7a-4b8e-9d55-8f3c4a1b2c3d");
+    e->folder = g_strdup("/snap/.20261121T000000Z-abcdef.partial");
+    e->phase = g_strdup("copy");
+    e->undefined = TRUE;
+    e->saved_xml = g_strdup("<domain><name>guest1</name></domain>");
+    e->frozen = TRUE;
+    g_ptr_array_add(e->copies, g_strdup("vda"));
+    g_ptr_array_add(e->copies, g_strdup("vdb"));
+
+    g_assert_true(vs_journal_write(f->dir, e, &error));
+    g_assert_no_error(error);
+    all = vs_journal_load_all(f->dir);
+    g_assert_cmpuint(all->len, ==, 1);
+    back = g_ptr_array_index(all, 0);
+    g_assert_cmpstr(back->snapshot_id, ==, e->snapshot_id);
+    g_assert_cmpstr(back->saved_xml, ==, e->saved_xml);
+    g_assert_true(back->undefined);
+    g_assert_true(back->frozen);
+    g_assert_false(back->suspended);
+    g_assert_cmpuint(back->copies->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(back->copies, 1), ==, "vdb");
+
+    /* Rewriting replaces the record, it never leaves a temp file behind. */
+    e->undefined = FALSE;
+    g_assert_true(vs_journal_write(f->dir, e, &error));
+    {
+        g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
+        const char *name;
+        guint n = 0;
+
+        while ((name = g_dir_read_name(d))) {
+            g_assert_true(g_str_has_prefix(name, "job-"));
+            n++;
+        }
+        g_assert_cmpuint(n, ==, 1);
+    }
+    vs_journal_remove(f->dir, e->snapshot_id);
+    g_clear_pointer(&all, g_ptr_array_unref);
+    all = vs_journal_load_all(f->dir);
+    g_assert_cmpuint(all->len, ==, 0);
+}
+
+static void
+test_journal_bad_records(Fixture *f, gconstpointer data)
+{
+    g_autofree char *garbage = g_build_filename(f->dir, "job-x.json", NULL);
+    g_autofree char *evil = g_build_filename(f->dir, "job-y.json", NULL);
+    g_autoptr(GPtrArray) all = NULL;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(g_file_set_contents(garbage, "{not json", -1, NULL));
+    g_assert_true(
+        g_file_set_contents(evil, "{\"snapshot-id\": \"../../etc\", \"folder\": \"/\"}", -1, NULL));
+    warnings_seen = 0;
+    all = vs_journal_load_all(f->dir);
+    g_assert_cmpuint(warnings_seen, ==, 2); /* each bad record is reported */
+    g_assert_cmpuint(all->len, ==, 0);
+    g_assert_null(vs_journal_entry_from_json("[]", &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_IO);
+}
+
+static JsonNode *
+metadata(const char *id, const char *name, const char *domain, gint64 created)
+{
+    g_autofree char *text = g_strdup_printf(
+        "{\"id\": \"%s\", \"name\": \"%s\", \"domain\": \"%s\", \"uuid\": \"u-%s\", "
+        "\"created-us\": %" G_GINT64_FORMAT ", \"quiesced\": true, \"domain-xml\": \"<x/>\", "
+        "\"disks\": [{\"target\": \"vda\", \"bytes\": 12}]}",
+        id, name, domain, domain, created);
+
+    return json_from_string(text, NULL);
+}
+
+static void
+make_snapshot(Fixture *f, const char *id, const char *name, const char *domain, gint64 created)
+{
+    g_autofree char *partial = vs_catalog_partial_dir(f->dir, id);
+    g_autofree char *image = g_build_filename(partial, "vda.qcow2", NULL);
+    g_autoptr(JsonNode) meta = metadata(id, name, domain, created);
+    g_autoptr(GError) error = NULL;
+
+    g_assert_cmpint(g_mkdir(partial, 0711), ==, 0);
+    g_assert_true(g_file_set_contents(image, "image", -1, NULL));
+    g_assert_true(vs_catalog_write_metadata(partial, meta, &error));
+    /* Not listed until published. */
+    g_assert_false(vs_catalog_name_taken(f->dir, NULL, name));
+    g_assert_true(vs_catalog_publish(f->dir, id, &error));
+    g_assert_no_error(error);
+}
+
+static void
+test_catalog(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GVariant) all = NULL;
+    g_autoptr(GVariant) one = NULL;
+    g_autoptr(GVariant) first = NULL;
+    g_autoptr(GVariant) disks = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *outside = g_build_filename(f->dir, "outside", NULL);
+    g_autofree char *link = g_build_filename(f->dir, "snap-c", NULL);
+    const char *s;
+    gint64 created;
+    gboolean quiesced;
+
+    make_snapshot(f, "snap-b", "second", "web", 200);
+    make_snapshot(f, "snap-a", "first", "web", 100);
+    make_snapshot(f, "snap-d", "other", "db", 300);
+
+    all = g_variant_ref_sink(vs_catalog_list(f->dir, NULL));
+    g_assert_cmpuint(g_variant_n_children(all), ==, 3);
+    first = g_variant_get_child_value(all, 0);
+    g_assert_true(g_variant_lookup(first, "id", "&s", &s));
+    g_assert_cmpstr(s, ==, "snap-a"); /* oldest first */
+    g_assert_true(g_variant_lookup(first, "created-us", "x", &created));
+    g_assert_cmpint(created, ==, 100);
+    g_assert_true(g_variant_lookup(first, "quiesced", "b", &quiesced));
+    g_assert_true(quiesced);
+    g_assert_false(g_variant_lookup(first, "domain-xml", "&s", &s));
+    disks = g_variant_lookup_value(first, "disks", G_VARIANT_TYPE("aa{sv}"));
+    g_assert_nonnull(disks);
+
+    one = g_variant_ref_sink(vs_catalog_list(f->dir, "db"));
+    g_assert_cmpuint(g_variant_n_children(one), ==, 1);
+    g_assert_true(vs_catalog_name_taken(f->dir, "u-web", "first"));
+    g_assert_false(vs_catalog_name_taken(f->dir, "u-db", "first"));
+
+    g_assert_true(vs_catalog_delete(f->dir, "snap-a", &error));
+    g_assert_no_error(error);
+    g_assert_false(vs_catalog_delete(f->dir, "snap-a", &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT);
+    g_clear_error(&error);
+    g_assert_false(vs_catalog_delete(f->dir, "../snap-b", &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT);
+    g_clear_error(&error);
+
+    /* A symlink planted in the snapshot directory is never followed. */
+    g_assert_cmpint(g_mkdir(outside, 0700), ==, 0);
+    {
+        g_autofree char *victim = g_build_filename(outside, VS_METADATA_FILE, NULL);
+
+        g_assert_true(g_file_set_contents(victim, "{}", -1, NULL));
+        g_assert_cmpint(symlink(outside, link), ==, 0);
+        g_assert_false(vs_catalog_delete(f->dir, "snap-c", &error));
+        g_assert_true(g_file_test(victim, G_FILE_TEST_EXISTS));
+    }
+}
+
+static void
+test_progress_parse(Fixture *f, gconstpointer data)
+{
+    const char *out = "    (0.00/100%)\r    (12.50/100%)\r    (37.25/100%)\r";
+
+    g_assert_cmpfloat_with_epsilon(vs_qemu_img_parse_progress(out, strlen(out)), 0.3725, 1e-6);
+    g_assert_cmpfloat(vs_qemu_img_parse_progress("no progress", 11), <, 0);
+    g_assert_cmpfloat(vs_qemu_img_parse_progress("(12.5/100", 9), <, 0);
+    g_assert_cmpfloat_with_epsilon(vs_qemu_img_parse_progress("(100.00/100%)", 13), 1.0, 1e-9);
+}
+
+int
+main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_log_set_writer_func(count_warnings, NULL, NULL);
+    g_test_add("/store/journal-round-trip", Fixture, NULL, setup, test_journal_round_trip,
+               teardown);
+    g_test_add("/store/journal-bad-records", Fixture, NULL, setup, test_journal_bad_records,
+               teardown);
+    g_test_add("/store/catalog", Fixture, NULL, setup, test_catalog, teardown);
+    g_test_add("/store/progress-parse", Fixture, NULL, setup, test_progress_parse, teardown);
+    return g_test_run();
+}

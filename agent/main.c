@@ -163,7 +163,7 @@ main(int argc, char **argv)
         return 0;
     }
     if (opt_verbose)
-        g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
+        g_setenv("G_MESSAGES_DEBUG", G_LOG_DOMAIN, TRUE);
 
     config = vs_config_load(opt_config ? opt_config : VS_DEFAULT_CONFIG, opt_config != NULL,
                             warnings, &error);

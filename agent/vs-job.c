@@ -353,15 +353,20 @@ start_copy(VsJob *job, JobDisk *d, gboolean transient, GError **error)
         g_autofree char *xml = copy_dest_xml(job, d);
         unsigned int flags = VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB |
                              (shallow ? VIR_DOMAIN_BLOCK_COPY_SHALLOW : 0);
+        virTypedParameter param = {
+            VIR_DOMAIN_BLOCK_COPY_BANDWIDTH, VIR_TYPED_PARAM_ULLONG, {.ul = job->opts.bandwidth}};
 
-        return virDomainBlockCopy(job->plan->dom, d->plan->target, xml, NULL, 0, flags) == 0;
+        return virDomainBlockCopy(job->plan->dom, d->plan->target, xml, &param,
+                                  job->opts.bandwidth ? 1 : 0, flags) == 0;
     } else {
         unsigned int flags =
             VIR_DOMAIN_BLOCK_REBASE_COPY | VIR_DOMAIN_BLOCK_REBASE_REUSE_EXT |
+            VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES |
             (shallow ? VIR_DOMAIN_BLOCK_REBASE_SHALLOW : 0) |
             (!shallow && job->opts.format == VS_FORMAT_RAW ? VIR_DOMAIN_BLOCK_REBASE_COPY_RAW : 0);
 
-        return virDomainBlockRebase(job->plan->dom, d->plan->target, d->delta, 0, flags) == 0;
+        return virDomainBlockRebase(job->plan->dom, d->plan->target, d->delta, job->opts.bandwidth,
+                                    flags) == 0;
     }
 }
 

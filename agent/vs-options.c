@@ -155,6 +155,10 @@ parse_one(VsSnapshotOptions *opts, const char *key, GVariant *value, GError **er
         if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
             return FALSE;
         opts->force = g_variant_get_boolean(value);
+    } else if (strcmp(key, VS_OPT_BANDWIDTH) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_UINT64, error))
+            return FALSE;
+        opts->bandwidth = g_variant_get_uint64(value);
     } else if (strcmp(key, VS_OPT_LEGACY_UNDEFINE) == 0) {
         if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
             return FALSE;

@@ -20,6 +20,7 @@ typedef struct {
     char *name; /* NULL: the snapshot id */
     gboolean force;
     gboolean legacy_undefine;
+    guint64 bandwidth; /* bytes/s for the mirror, 0: unlimited */
 } VsSnapshotOptions;
 
 void vs_snapshot_options_init(VsSnapshotOptions *opts);

@@ -21,6 +21,7 @@
 #define VS_OPT_NAME            "name"     /* s: snapshot name, [A-Za-z0-9._-], no leading dot */
 #define VS_OPT_FORCE           "force"    /* b: abort block jobs that are not ours */
 #define VS_OPT_LEGACY_UNDEFINE "legacy-undefine" /* b: use undefine/rebase, not a transient job */
+#define VS_OPT_BANDWIDTH       "bandwidth"       /* t: copy bandwidth limit, bytes/s (0: none) */
 
 /* Job states, as seen in Job1.State */
 #define VS_STATE_QUEUED      "queued"

@@ -569,12 +569,47 @@ wait_for_job(Ctl *ctl, const char *path)
     return code;
 }
 
+/* "512", "64K", "50M", "1G" (binary units). */
+static gboolean
+parse_size(const char *text, guint64 *out)
+{
+    char *end = NULL;
+    guint64 value = g_ascii_strtoull(text, &end, 10);
+    guint shift = 0;
+
+    if (end == text)
+        return FALSE;
+    switch (g_ascii_toupper(*end)) {
+    case 'K':
+        shift = 10;
+        break;
+    case 'M':
+        shift = 20;
+        break;
+    case 'G':
+        shift = 30;
+        break;
+    case '\0':
+        break;
+    default:
+        return FALSE;
+    }
+    if (*end && end[1])
+        return FALSE;
+    if (value > (G_MAXUINT64 >> shift))
+        return FALSE;
+    *out = value << shift;
+    return TRUE;
+}
+
 static int
 cmd_snapshot(Ctl *ctl, int argc, char **argv)
 {
     g_auto(GStrv) disks = NULL;
     g_autofree char *quiesce = NULL, *format = NULL, *copy = NULL, *name = NULL, *method = NULL;
     gboolean compress = FALSE, force = FALSE, wait = FALSE, legacy = FALSE;
+    g_autofree char *bandwidth = NULL;
+    guint64 bandwidth_bytes = 0;
     const GOptionEntry entries[] = {
         {"disk", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &disks, "Snapshot this disk (repeatable)",
          "TARGET"},
@@ -588,6 +623,8 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
         {"force", 0, 0, G_OPTION_ARG_NONE, &force, "Abort block jobs that are not ours", NULL},
         {"legacy-undefine", 0, 0, G_OPTION_ARG_NONE, &legacy,
          "Use undefine/rebase instead of a transient copy job", NULL},
+        {"bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
+         "Limit the copy to this many bytes/s (suffix K, M, G)", "RATE"},
         {"wait", 'w', 0, G_OPTION_ARG_NONE, &wait, "Wait for the job; show progress", NULL},
         {NULL},
     };
@@ -601,6 +638,8 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
         return usage_error("snapshot: %s", error->message);
     if (argc != 2)
         return usage_error("snapshot takes one DOMAIN");
+    if (bandwidth && !parse_size(bandwidth, &bandwidth_bytes))
+        return usage_error("--bandwidth: '%s' is not a rate like 50M", bandwidth);
 
     g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
     if (disks)
@@ -622,6 +661,8 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
         g_variant_builder_add(&b, "{sv}", VS_OPT_FORCE, g_variant_new_boolean(TRUE));
     if (legacy)
         g_variant_builder_add(&b, "{sv}", VS_OPT_LEGACY_UNDEFINE, g_variant_new_boolean(TRUE));
+    if (bandwidth_bytes)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_BANDWIDTH, g_variant_new_uint64(bandwidth_bytes));
 
     if (!vs_dbus_agent1_call_create_snapshot_sync(ctl->agent, argv[1], g_variant_builder_end(&b),
                                                   &path, NULL, &error))

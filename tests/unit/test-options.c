@@ -40,7 +40,8 @@ test_all_set(void)
 
     g_assert_true(parse("{'method': <'live'>, 'disks': <['vda', 'vdb']>, 'quiesce': <'require'>,"
                         " 'format': <'qcow2'>, 'compress': <true>, 'name': <'nightly-1'>,"
-                        " 'force': <true>, 'legacy-undefine': <true>}",
+                        " 'force': <true>, 'legacy-undefine': <true>,"
+                        " 'bandwidth': <uint64 1048576>}",
                         &opts, &error));
     g_assert_no_error(error);
     g_assert_cmpint(opts.method, ==, VS_METHOD_LIVE);
@@ -51,6 +52,7 @@ test_all_set(void)
     g_assert_cmpstr(opts.name, ==, "nightly-1");
     g_assert_true(opts.force);
     g_assert_true(opts.legacy_undefine);
+    g_assert_cmpuint(opts.bandwidth, ==, 1048576);
 }
 
 static void
@@ -81,6 +83,7 @@ test_refused(void)
     expect_refused("{'name': <'a/b'>}", "not a valid name");
     expect_refused("{'name': <42>}", "must be of type 's'");
     expect_refused("{'compress': <'yes'>}", "must be of type 'b'");
+    expect_refused("{'bandwidth': <1048576>}", "must be of type 't'");
     expect_refused("{'compress': <true>, 'format': <'raw'>}", "needs format qcow2");
     expect_refused("{'compress': <true>, 'copy': <'direct'>}", "copy=direct");
 }

@@ -104,8 +104,8 @@ fail(const GError *error)
 
     g_dbus_error_strip_remote_error(copy);
     if (exit_code_for(error) == EXIT_NO_AGENT)
-        g_printerr("virtsnapctl: the agent (%s) is not running or not reachable: %s\n",
-                   VS_BUS_NAME, copy->message);
+        g_printerr("virtsnapctl: the agent (%s) is not running or not reachable: %s\n", VS_BUS_NAME,
+                   copy->message);
     else if (remote)
         g_printerr("virtsnapctl: %s (%s)\n", copy->message, remote);
     else

@@ -785,7 +785,7 @@ cmd_snapshots(Ctl *ctl, int argc, char **argv)
         print_json_variant(list);
         return EXIT_OK;
     }
-    g_print("%-24s %-20s %-16s %-20s %-6s %-8s %s\n", "ID", "NAME", "DOMAIN", "CREATED", "METHOD",
+    g_print("%-24s %-24s %-16s %-20s %-6s %-8s %s\n", "ID", "NAME", "DOMAIN", "CREATED", "METHOD",
             "QUIESCED", "DISKS");
     for (gsize i = 0; i < g_variant_n_children(list); i++) {
         g_autoptr(GVariant) s = g_variant_get_child_value(list, i);
@@ -798,7 +798,7 @@ cmd_snapshots(Ctl *ctl, int argc, char **argv)
 
             g_string_append_printf(dt, "%s%s", k ? "," : "", dict_str(d, "target"));
         }
-        g_print("%-24s %-20s %-16s %-20s %-6s %-8s %s\n", dict_str(s, "id"), dict_str(s, "name"),
+        g_print("%-24s %-24s %-16s %-20s %-6s %-8s %s\n", dict_str(s, "id"), dict_str(s, "name"),
                 dict_str(s, "domain"), created, dict_str(s, "method"),
                 dict_bool(s, "quiesced") ? "yes" : "no", dt->str);
     }

@@ -23,12 +23,15 @@
 typedef enum {
     PHASE_QUEUED,
     PHASE_CLEAR_JOBS,    /* abort foreign block jobs (only with force) */
-    PHASE_CREATE_DELTA,  /* journal, folder, qemu-img create per disk */
+    PHASE_PREPARE,       /* journal, folder; live: qemu-img create a delta per disk */
+    PHASE_SAVE,          /* cold: managed save of the running or paused domain */
     PHASE_COPY,          /* start a block copy per disk (undefine first on the legacy path) */
     PHASE_WAIT_READY,    /* until every mirror reports READY */
     PHASE_FREEZE_WINDOW, /* freeze, stop every copy, thaw */
     PHASE_REDEFINE,      /* legacy path: define the domain again */
     PHASE_FLATTEN,       /* qemu-img convert the deltas into the images */
+    PHASE_EXTRACT,       /* cold: qemu-img convert each disk's chain into an image */
+    PHASE_RESTORE,       /* cold: start the domain again from its managed save */
     PHASE_CATALOG,       /* metadata, publish the folder */
     PHASE_DONE,
     PHASE_UNDO, /* the one way back, on failure, cancel or recovery */
@@ -38,12 +41,15 @@ typedef enum {
 static const char *const phase_names[] = {
     [PHASE_QUEUED] = "queued",
     [PHASE_CLEAR_JOBS] = "clear-jobs",
-    [PHASE_CREATE_DELTA] = "create-delta",
+    [PHASE_PREPARE] = "prepare",
+    [PHASE_SAVE] = "save",
     [PHASE_COPY] = "copy",
     [PHASE_WAIT_READY] = "wait-ready",
     [PHASE_FREEZE_WINDOW] = "freeze-window",
     [PHASE_REDEFINE] = "redefine",
     [PHASE_FLATTEN] = "flatten",
+    [PHASE_EXTRACT] = "extract",
+    [PHASE_RESTORE] = "restore",
     [PHASE_CATALOG] = "catalog",
     [PHASE_DONE] = "done",
     [PHASE_UNDO] = "cleanup",
@@ -110,6 +116,8 @@ struct _VsJob {
     gint64 freeze_ms;
     gint64 pause_ms;
     gint64 t_start, t_copy_start, t_copy_end, t_flatten_start, t_flatten_end;
+    gint64 t_down_start, downtime_ms;
+    gboolean cold; /* method cold (a running domain is saved first) or offline */
 };
 
 G_DEFINE_TYPE(VsJob, vs_job, G_TYPE_OBJECT)
@@ -201,10 +209,19 @@ phase_thread_done(GObject *source, GAsyncResult *result, gpointer data)
     /* The one place that decides what follows. */
     switch (job->phase) {
     case PHASE_CLEAR_JOBS:
-        next = PHASE_CREATE_DELTA;
+        next = PHASE_PREPARE;
         break;
-    case PHASE_CREATE_DELTA:
-        next = PHASE_COPY;
+    case PHASE_PREPARE:
+        next = !job->cold ? PHASE_COPY : job->plan->active ? PHASE_SAVE : PHASE_EXTRACT;
+        break;
+    case PHASE_SAVE:
+        next = PHASE_EXTRACT;
+        break;
+    case PHASE_EXTRACT:
+        next = job->journal->saved ? PHASE_RESTORE : PHASE_CATALOG;
+        break;
+    case PHASE_RESTORE:
+        next = PHASE_CATALOG;
         break;
     case PHASE_COPY:
         next = PHASE_WAIT_READY;
@@ -271,7 +288,7 @@ clear_jobs_thread(VsJob *job, GError **error)
 }
 
 static gboolean
-create_delta_thread(VsJob *job, GError **error)
+prepare_thread(VsJob *job, GError **error)
 {
     /* The journal names the folder before it exists: a crash after mkdir is cleaned up. */
     if (!journal_save(job, error))
@@ -281,7 +298,7 @@ create_delta_thread(VsJob *job, GError **error)
     if (g_mkdir(job->folder, 0711) < 0 || g_chmod(job->folder, 0711) < 0)
         return vs_set_errno_error(error, errno, "cannot create %s", job->folder);
 
-    for (guint i = 0; i < job->disks->len; i++) {
+    for (guint i = 0; !job->cold && i < job->disks->len; i++) {
         JobDisk *d = g_ptr_array_index(job->disks, i);
         g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
         g_autofree char *out = NULL;
@@ -688,6 +705,40 @@ redefine_thread(VsJob *job, GError **error)
     return journal_save(job, error);
 }
 
+/* Cold: the guest's RAM goes to its managed-save image, so its disks hold still and
+ * are consistent with it; the state it had (running or paused) comes back on restore. */
+static gboolean
+save_thread(VsJob *job, GError **error)
+{
+    unsigned int flags =
+        job->plan->state == VIR_DOMAIN_PAUSED ? VIR_DOMAIN_SAVE_PAUSED : VIR_DOMAIN_SAVE_RUNNING;
+
+    g_mutex_lock(&job->lock);
+    job->journal->saved = TRUE;
+    g_mutex_unlock(&job->lock);
+    if (!journal_save(job, error))
+        return FALSE;
+    job->t_down_start = vs_now_ms();
+    if (virDomainManagedSave(job->plan->dom, flags) < 0)
+        return vs_set_libvirt_error(error, "saving '%s' (managed save)", job->domain);
+    g_message("job %u: %s saved in %" G_GINT64_FORMAT " ms", job->id, job->domain,
+              vs_now_ms() - job->t_down_start);
+    return TRUE;
+}
+
+static gboolean
+restore_thread(VsJob *job, GError **error)
+{
+    if (virDomainCreate(job->plan->dom) < 0)
+        return vs_set_libvirt_error(error, "starting '%s' again from its managed save",
+                                    job->domain);
+    job->downtime_ms = vs_now_ms() - job->t_down_start;
+    g_mutex_lock(&job->lock);
+    job->journal->saved = FALSE;
+    g_mutex_unlock(&job->lock);
+    return journal_save(job, error);
+}
+
 static void flatten_next(VsJob *job);
 
 static void
@@ -698,8 +749,10 @@ on_flatten_progress(double fraction, gpointer data)
     JobDisk *d = g_ptr_array_index(job->disks, job->flatten_index);
     double overall = (job->flatten_index + fraction) / n;
 
-    set_progress(job, COPY_SHARE + (1 - COPY_SHARE) * overall,
-                 (guint64)(fraction * d->plan->capacity), d->plan->capacity);
+    double base = job->cold ? 0.0 : COPY_SHARE;
+
+    set_progress(job, base + (1 - base) * overall, (guint64)(fraction * d->plan->capacity),
+                 d->plan->capacity);
 }
 
 static void
@@ -719,7 +772,8 @@ flatten_done(GObject *source, GAsyncResult *result, gpointer data)
         fail(job, error);
         return;
     }
-    g_unlink(d->delta);
+    if (d->delta) /* live: the delta; cold reads the disk itself, which stays */
+        g_unlink(d->delta);
     job->flatten_index++;
     flatten_next(job);
 }
@@ -744,8 +798,9 @@ flatten_next(VsJob *job)
 
     /* The mirror already wrote a finished image when it copied the whole chain, or when
      * a disk without backing was mirrored into a plain qcow2 that needs no conversion. */
-    if (job->opts.copy == VS_COPY_DIRECT ||
-        (!d->plan->backing && job->opts.format == VS_FORMAT_QCOW2 && !job->opts.compress)) {
+    if (!job->cold &&
+        (job->opts.copy == VS_COPY_DIRECT ||
+         (!d->plan->backing && job->opts.format == VS_FORMAT_QCOW2 && !job->opts.compress))) {
         if (g_rename(d->delta, d->image) < 0) {
             vs_set_errno_error(&error, errno, "cannot rename %s", d->delta);
             fail(job, error);
@@ -762,12 +817,14 @@ flatten_next(VsJob *job)
         args[n++] = "convert";
         args[n++] = "-p";
         args[n++] = "-f";
-        args[n++] = "qcow2";
+        args[n++] = job->cold ? d->plan->format : "qcow2";
         args[n++] = "-O";
         args[n++] = vs_format_name(job->opts.format);
         if (job->opts.compress)
             args[n++] = "-c";
-        args[n++] = d->delta;
+        /* Cold reads the disk's own chain: nothing writes it while the domain is saved
+         * or off (and QEMU's image locks keep it so). */
+        args[n++] = job->cold ? d->plan->source : d->delta;
         args[n++] = d->part;
         args[n] = NULL;
         vs_qemu_img_run_async(args, on_flatten_progress, job, job->cancellable, flatten_done,
@@ -801,7 +858,11 @@ build_metadata(VsJob *job)
     json_builder_set_member_name(b, "method-reason");
     json_builder_add_string_value(b, job->plan->method_reason);
     json_builder_set_member_name(b, "copy");
-    json_builder_add_string_value(b, vs_copy_name(job->opts.copy));
+    json_builder_add_string_value(b, job->cold ? "" : vs_copy_name(job->opts.copy));
+    json_builder_set_member_name(b, "downtime-ms");
+    json_builder_add_int_value(b, job->downtime_ms);
+    json_builder_set_member_name(b, "offline");
+    json_builder_add_boolean_value(b, job->cold && !job->plan->active);
     json_builder_set_member_name(b, "quiesced");
     json_builder_add_boolean_value(b, job->quiesced);
     if (job->quiesce_note) {
@@ -873,13 +934,25 @@ build_result(VsJob *job)
     g_variant_builder_add(&b, "{sv}", "quiesced", g_variant_new_boolean(job->quiesced));
     if (job->quiesce_note)
         g_variant_builder_add(&b, "{sv}", "quiesce-note", g_variant_new_string(job->quiesce_note));
-    g_variant_builder_add(&b, "{sv}", "copy", g_variant_new_string(vs_copy_name(job->opts.copy)));
-    g_variant_builder_add(&b, "{sv}", "freeze-ms", g_variant_new_int64(job->freeze_ms));
-    g_variant_builder_add(&b, "{sv}", "pause-ms", g_variant_new_int64(job->pause_ms));
-    g_variant_builder_add(&b, "{sv}", "copy-ms",
-                          g_variant_new_int64(job->t_copy_end - job->t_copy_start));
-    g_variant_builder_add(&b, "{sv}", "flatten-ms",
-                          g_variant_new_int64(job->t_flatten_end - job->t_flatten_start));
+    g_variant_builder_add(&b, "{sv}", "method",
+                          g_variant_new_string(vs_method_name(job->plan->method)));
+    g_variant_builder_add(&b, "{sv}", "method-reason",
+                          g_variant_new_string(job->plan->method_reason));
+    if (job->cold) {
+        g_variant_builder_add(&b, "{sv}", "offline", g_variant_new_boolean(!job->plan->active));
+        g_variant_builder_add(&b, "{sv}", "downtime-ms", g_variant_new_int64(job->downtime_ms));
+        g_variant_builder_add(&b, "{sv}", "extract-ms",
+                              g_variant_new_int64(job->t_flatten_end - job->t_flatten_start));
+    } else {
+        g_variant_builder_add(&b, "{sv}", "copy",
+                              g_variant_new_string(vs_copy_name(job->opts.copy)));
+        g_variant_builder_add(&b, "{sv}", "freeze-ms", g_variant_new_int64(job->freeze_ms));
+        g_variant_builder_add(&b, "{sv}", "pause-ms", g_variant_new_int64(job->pause_ms));
+        g_variant_builder_add(&b, "{sv}", "copy-ms",
+                              g_variant_new_int64(job->t_copy_end - job->t_copy_start));
+        g_variant_builder_add(&b, "{sv}", "flatten-ms",
+                              g_variant_new_int64(job->t_flatten_end - job->t_flatten_start));
+    }
     g_variant_builder_add(&b, "{sv}", "total-ms", g_variant_new_int64(vs_now_ms() - job->t_start));
     g_variant_builder_init(&disks, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < job->disks->len; i++) {
@@ -921,6 +994,7 @@ finish(VsJob *job, const char *state)
         vs_dbus_job1_set_error(job->iface, job->error->message);
     }
     vs_dbus_job1_set_freeze_ms(job->iface, job->freeze_ms);
+    vs_dbus_job1_set_downtime_ms(job->iface, job->downtime_ms);
     vs_dbus_job1_set_phase(job->iface, phase_names[PHASE_DONE]);
     vs_dbus_job1_set_finished(job->iface, g_get_real_time());
     vs_dbus_job1_set_state(job->iface, state);
@@ -979,6 +1053,28 @@ undo_thread(VsJob *job, GError **error)
             g_string_append_printf(job->undo_notes, "resume failed: %s; ",
                                    virGetLastErrorMessage());
         j->suspended = FALSE;
+    }
+    if (dom && j->saved) {
+        /* Our managed save is never orphaned: the guest starts again from it. The killed
+         * qemu-img may hold its read lock on the disks a moment longer: retry briefly. */
+        int active = virDomainIsActive(dom);
+
+        for (int attempt = 0; active == 0 && attempt < 10; attempt++) {
+            if (virDomainCreate(dom) == 0) {
+                g_string_append_printf(job->undo_notes, "domain started again from its managed "
+                                                        "save; ");
+                active = 1;
+                break;
+            }
+            g_usleep(200 * 1000);
+        }
+        if (active != 1) {
+            vs_set_libvirt_error(error, "starting '%s' again from its managed save", j->domain);
+            return FALSE; /* the journal keeps "saved"; the next start tries again */
+        }
+        if (job->t_down_start)
+            job->downtime_ms = vs_now_ms() - job->t_down_start;
+        j->saved = FALSE;
     }
     if (dom && j->frozen) {
         /* A thaw of a guest that is not frozen is harmless; a missed one is not. */
@@ -1104,8 +1200,14 @@ enter_phase(VsJob *job, Phase phase)
     case PHASE_CLEAR_JOBS:
         run_thread(job, clear_jobs_thread);
         break;
-    case PHASE_CREATE_DELTA:
-        run_thread(job, create_delta_thread);
+    case PHASE_PREPARE:
+        run_thread(job, prepare_thread);
+        break;
+    case PHASE_SAVE:
+        run_thread(job, save_thread);
+        break;
+    case PHASE_RESTORE:
+        run_thread(job, restore_thread);
         break;
     case PHASE_COPY:
         run_thread(job, copy_thread);
@@ -1120,6 +1222,7 @@ enter_phase(VsJob *job, Phase phase)
         run_thread(job, redefine_thread);
         break;
     case PHASE_FLATTEN:
+    case PHASE_EXTRACT:
         g_clear_handle_id(&job->watchdog_source, g_source_remove);
         vs_dbus_job1_set_freeze_ms(job->iface, job->freeze_ms);
         job->t_flatten_start = vs_now_ms();
@@ -1159,7 +1262,7 @@ vs_job_start(VsJob *self)
     }
     self->block_job_handler =
         g_signal_connect(self->libvirt, "block-job", G_CALLBACK(on_block_job), self);
-    enter_phase(self, self->plan->foreign_jobs ? PHASE_CLEAR_JOBS : PHASE_CREATE_DELTA);
+    enter_phase(self, self->plan->foreign_jobs ? PHASE_CLEAR_JOBS : PHASE_PREPARE);
 }
 
 void
@@ -1336,6 +1439,7 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
     self->journal->uuid = g_strdup(plan->uuid);
     self->journal->folder = g_strdup(self->folder);
 
+    self->cold = plan->method == VS_METHOD_COLD;
     self->disks = g_ptr_array_new_with_free_func(job_disk_free);
     for (guint i = 0; i < plan->disks->len; i++) {
         JobDisk *d = g_new0(JobDisk, 1);
@@ -1344,9 +1448,12 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
         d->plan = g_ptr_array_index(plan->disks, i);
         d->image = g_strdup_printf("%s/%s.%s", self->folder, d->plan->target, ext);
         d->part = g_strdup_printf("%s.part", d->image);
-        d->delta = self->opts.copy == VS_COPY_DIRECT
-                       ? g_strdup(d->part)
-                       : g_strdup_printf("%s/%s.delta.qcow2", self->folder, d->plan->target);
+        if (self->cold)
+            d->delta = NULL; /* cold reads the disk's own chain */
+        else if (self->opts.copy == VS_COPY_DIRECT)
+            d->delta = g_strdup(d->part);
+        else
+            d->delta = g_strdup_printf("%s/%s.delta.qcow2", self->folder, d->plan->target);
         g_ptr_array_add(self->disks, d);
     }
     vs_dbus_job1_set_method(self->iface, vs_method_name(plan->method));

@@ -63,6 +63,8 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
     json_builder_add_boolean_value(b, entry->frozen);
     json_builder_set_member_name(b, "suspended");
     json_builder_add_boolean_value(b, entry->suspended);
+    json_builder_set_member_name(b, "saved");
+    json_builder_add_boolean_value(b, entry->saved);
     json_builder_end_object(b);
 
     root = json_builder_get_root(b);
@@ -97,6 +99,7 @@ vs_journal_entry_from_json(const char *json, GError **error)
     entry->saved_xml = g_strdup(json_object_get_string_member_with_default(o, "saved-xml", ""));
     entry->frozen = json_object_get_boolean_member_with_default(o, "frozen", FALSE);
     entry->suspended = json_object_get_boolean_member_with_default(o, "suspended", FALSE);
+    entry->saved = json_object_get_boolean_member_with_default(o, "saved", FALSE);
     copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;
     for (guint i = 0; copies && i < json_array_get_length(copies); i++)
         g_ptr_array_add(entry->copies, g_strdup(json_array_get_string_element(copies, i)));

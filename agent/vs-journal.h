@@ -17,6 +17,7 @@ typedef struct {
     GPtrArray *copies;  /* disk targets with a copy job of ours that may still run */
     gboolean frozen;    /* a freeze may be in effect */
     gboolean suspended; /* we paused the vCPUs */
+    gboolean saved;     /* we managed-saved the domain and have not started it again */
 } VsJournalEntry;
 
 VsJournalEntry *vs_journal_entry_new(void);

@@ -41,6 +41,7 @@ vs_plan_free(VsPlan *plan)
     g_free(plan->inactive_xml);
     g_free(plan->live_xml);
     g_free(plan->method_reason);
+    g_free(plan->skipped);
     g_ptr_array_unref(plan->disks);
     g_free(plan);
 }
@@ -75,27 +76,49 @@ disk_list_text(VsDomainXml *dx)
     return g_strdup(s->len ? s->str : "none");
 }
 
-/* Why a disk cannot be copied live, or NULL if it can. */
+/* Disks a snapshot leaves out by default: not data a guest writes. */
+static gboolean
+is_skippable(const VsDisk *disk)
+{
+    return strcmp(disk->device, "disk") != 0 || disk->readonly || disk->shareable;
+}
+
+/* Why a disk cannot be snapshotted by any method here, or NULL. */
 static char *
-live_obstacle(const VsDisk *disk)
+any_obstacle(const VsDisk *disk)
 {
     if (strcmp(disk->device, "disk") != 0)
         return g_strdup_printf("disk %s is a %s, not a disk", disk->target, disk->device);
-    if (disk->protocol && strcmp(disk->protocol, "rbd") == 0)
-        return g_strdup_printf("disk %s lives in Ceph RBD (%s); live copy handles local files",
-                               disk->target, disk->source);
-    if (strcmp(disk->type, "file") != 0)
-        return g_strdup_printf("disk %s is a %s device (%s); live copy needs a file-backed disk",
-                               disk->target, disk->type, disk->source ? disk->source : "?");
-    if (disk->encrypted)
-        return g_strdup_printf("disk %s is encrypted; live copy cannot write an encrypted delta",
-                               disk->target);
     if (disk->readonly || disk->shareable)
         return g_strdup_printf("disk %s is %s; it is not snapshotted", disk->target,
                                disk->readonly ? "read-only" : "shareable");
+    if (disk->protocol && strcmp(disk->protocol, "rbd") == 0)
+        return g_strdup_printf("disk %s lives in Ceph RBD (%s); RBD-native snapshots are not in "
+                               "this version",
+                               disk->target, disk->source ? disk->source : "?");
+    if (strcmp(disk->type, "file") != 0 && strcmp(disk->type, "block") != 0)
+        return g_strdup_printf("disk %s is a %s disk (%s); virtsnap copies local files and "
+                               "block devices",
+                               disk->target, disk->type, disk->source ? disk->source : "?");
+    if (!disk->source)
+        return g_strdup_printf("disk %s has no source (empty drive)", disk->target);
+    if (disk->encrypted)
+        return g_strdup_printf("disk %s is encrypted; virtsnap does not snapshot encrypted disks "
+                               "(it would write them out in the clear)",
+                               disk->target);
     if (strcmp(disk->format, "qcow2") != 0 && strcmp(disk->format, "raw") != 0)
-        return g_strdup_printf("disk %s has format '%s'; live copy handles qcow2 and raw",
+        return g_strdup_printf("disk %s has format '%s'; virtsnap handles qcow2 and raw",
                                disk->target, disk->format);
+    return NULL;
+}
+
+/* Why a (snapshottable) disk cannot be copied live, or NULL: the mirror writes into a
+ * qcow2 delta beside a file; a block device or LVM volume has no such place. */
+static char *
+live_obstacle(const VsDisk *disk)
+{
+    if (strcmp(disk->type, "file") != 0)
+        return g_strdup_printf("disk %s is a block device (%s)", disk->target, disk->source);
     return NULL;
 }
 
@@ -126,7 +149,7 @@ fill_disk(VsPlan *plan, const VsDisk *disk, GError **error)
         pd->backing = g_strdup(b->path);
         pd->backing_format = g_strdup(b->format);
     }
-    if (strcmp(pd->format, "qcow2") == 0) {
+    if (strcmp(pd->format, "qcow2") == 0 && strcmp(disk->type, "file") == 0) {
         if (!(o = image_info(pd->source, parser, error)))
             return FALSE;
         pd->cluster_size = json_object_get_int_member_with_default(o, "cluster-size", 0);
@@ -168,15 +191,137 @@ check_block_jobs(VsPlan *plan, const VsSnapshotOptions *opts, GError **error)
     return TRUE;
 }
 
+/* The disks to snapshot: the ones asked for, or every writable disk. Each must be
+ * snapshottable at all; @live_reason gets the first reason a live copy is impossible. */
+static gboolean
+choose_disks(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, GPtrArray *chosen,
+             char **live_reason, GError **error)
+{
+    g_autoptr(GString) skipped = g_string_new(NULL);
+
+    for (guint i = 0; opts->disks && opts->disks[i]; i++) {
+        if (!vs_domain_xml_find_disk(dx, opts->disks[i])) {
+            g_autofree char *have = disk_list_text(dx);
+
+            g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_DISK,
+                        "domain '%s' has no disk '%s' (its disks: %s)", plan->name, opts->disks[i],
+                        have);
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < dx->disks->len; i++) {
+        VsDisk *disk = g_ptr_array_index(dx->disks, i);
+        g_autofree char *obstacle = NULL;
+
+        if (opts->disks && !g_strv_contains((const char *const *)opts->disks, disk->target))
+            continue;
+        if (!opts->disks && is_skippable(disk)) {
+            g_string_append_printf(skipped, "%s%s", skipped->len ? ", " : "", disk->target);
+            continue;
+        }
+        /* A writable disk that cannot be snapshotted is refused, never silently left
+         * out: that would be a partial snapshot. */
+        if ((obstacle = any_obstacle(disk))) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s", obstacle);
+            return FALSE;
+        }
+        if (!*live_reason)
+            *live_reason = live_obstacle(disk);
+        g_ptr_array_add(chosen, disk);
+    }
+    if (chosen->len == 0) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "domain '%s' has no writable disk to snapshot", plan->name);
+        return FALSE;
+    }
+    plan->skipped = skipped->len ? g_strdup(skipped->str) : NULL;
+    return TRUE;
+}
+
+/* Whether the hypervisor does block jobs on @target at all. A stale-job query that
+ * answers CONFIG_UNSUPPORTED means no live copy (Nova reads the abort the same way). */
+static gboolean
+block_jobs_supported(VsPlan *plan, const char *target)
+{
+    virDomainBlockJobInfo info;
+    virErrorPtr err;
+
+    if (virDomainGetBlockJobInfo(plan->dom, target, &info, 0) >= 0)
+        return TRUE;
+    err = virGetLastError();
+    return !(err && (err->code == VIR_ERR_CONFIG_UNSUPPORTED || err->code == VIR_ERR_NO_SUPPORT));
+}
+
+/* live, cold or offline, and why: the one place that picks the method. */
+static gboolean
+choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reason,
+              const char *first_target, GError **error)
+{
+    gboolean active = plan->state == VIR_DOMAIN_RUNNING || plan->state == VIR_DOMAIN_PAUSED;
+
+    switch (opts->method) {
+    case VS_METHOD_RBD:
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "method 'rbd' is not available in this version");
+        return FALSE;
+    case VS_METHOD_LIVE:
+        if (!active) {
+            g_set_error(error, VS_ERROR, VS_ERROR_NOT_RUNNING,
+                        "domain '%s' is %s: a live snapshot needs a running or paused domain",
+                        plan->name, vs_domain_state_name(plan->state));
+            return FALSE;
+        }
+        if (live_reason) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "%s: a live copy is impossible (method=cold would work)", live_reason);
+            return FALSE;
+        }
+        if (!block_jobs_supported(plan, first_target)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "the hypervisor does no block copy for '%s'", plan->name);
+            return FALSE;
+        }
+        plan->method = VS_METHOD_LIVE;
+        plan->method_reason = g_strdup("asked for: live copy");
+        return TRUE;
+    case VS_METHOD_COLD:
+        plan->method = VS_METHOD_COLD;
+        plan->method_reason = g_strdup(active ? "asked for: managed save, extract, restore"
+                                              : "domain is not running: disks read directly");
+        return TRUE;
+    case VS_METHOD_AUTO:
+        break;
+    }
+    if (!active) {
+        plan->method = VS_METHOD_COLD;
+        plan->method_reason = g_strdup_printf("domain is %s: disks read directly, no save",
+                                              vs_domain_state_name(plan->state));
+    } else if (live_reason) {
+        plan->method = VS_METHOD_COLD;
+        plan->method_reason = g_strdup_printf(
+            "%s, which a live copy cannot handle: managed save instead", live_reason);
+    } else if (!block_jobs_supported(plan, first_target)) {
+        plan->method = VS_METHOD_COLD;
+        plan->method_reason =
+            g_strdup("the hypervisor answers CONFIG_UNSUPPORTED to block jobs: managed save");
+    } else {
+        plan->method = VS_METHOD_LIVE;
+        plan->method_reason = g_strdup("every disk is a local file: live copy");
+    }
+    return TRUE;
+}
+
 VsPlan *
 vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *opts,
              const char *snapshot_dir, GError **error)
 {
     g_autoptr(VsPlan) plan = g_new0(VsPlan, 1);
     g_autoptr(VsDomainXml) dx = NULL;
+    g_autoptr(GPtrArray) chosen = g_ptr_array_new();
+    g_autofree char *live_reason = NULL;
     char uuid[VIR_UUID_STRING_BUFLEN] = "";
     unsigned long lib_version = 0;
-    int reason, persistent;
+    int reason, persistent, managed_save;
 
     plan->disks = g_ptr_array_new_with_free_func(plan_disk_free);
     virConnectRef(conn);
@@ -186,29 +331,12 @@ vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *op
     plan->name = g_strdup(virDomainGetName(plan->dom));
     if (virDomainGetUUIDString(plan->dom, uuid) < 0 ||
         virDomainGetState(plan->dom, &plan->state, &reason, 0) < 0 ||
-        (persistent = virDomainIsPersistent(plan->dom)) < 0)
+        (persistent = virDomainIsPersistent(plan->dom)) < 0 ||
+        (managed_save = virDomainHasManagedSaveImage(plan->dom, 0)) < 0)
         return vs_set_libvirt_error(error, "reading domain '%s'", plan->name), NULL;
     plan->uuid = g_strdup(uuid);
     plan->persistent = persistent;
-
-    switch (opts->method) {
-    case VS_METHOD_COLD:
-    case VS_METHOD_RBD:
-        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                    "method '%s' is not available in virtsnap %s; use method=live",
-                    vs_method_name(opts->method), "0.1");
-        return NULL;
-    case VS_METHOD_AUTO:
-    case VS_METHOD_LIVE:
-        break;
-    }
-    if (plan->state != VIR_DOMAIN_RUNNING && plan->state != VIR_DOMAIN_PAUSED) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NOT_RUNNING,
-                    "domain '%s' is %s: a live snapshot needs a running or paused domain",
-                    plan->name, vs_domain_state_name(plan->state));
-        return NULL;
-    }
-    plan->method = VS_METHOD_LIVE;
+    plan->active = plan->state == VIR_DOMAIN_RUNNING || plan->state == VIR_DOMAIN_PAUSED;
 
     if (!(plan->live_xml = virDomainGetXMLDesc(plan->dom, 0)))
         return vs_set_libvirt_error(error, "reading XML of '%s'", plan->name), NULL;
@@ -219,61 +347,30 @@ vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *op
         return NULL;
     plan->agent_connected = dx->agent_connected;
 
-    if (opts->disks) {
-        for (guint i = 0; opts->disks[i]; i++) {
-            VsDisk *disk = vs_domain_xml_find_disk(dx, opts->disks[i]);
-            g_autofree char *obstacle = NULL;
-
-            if (!disk) {
-                g_autofree char *have = disk_list_text(dx);
-
-                g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_DISK,
-                            "domain '%s' has no disk '%s' (its disks: %s)", plan->name,
-                            opts->disks[i], have);
-                return NULL;
-            }
-            if ((obstacle = live_obstacle(disk))) {
-                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s", obstacle);
-                return NULL;
-            }
-            if (!fill_disk(plan, disk, error))
-                return NULL;
-        }
-        plan->method_reason = g_strdup("every chosen disk is a local qcow2/raw file");
-    } else {
-        g_autoptr(GString) skipped = g_string_new(NULL);
-
-        for (guint i = 0; i < dx->disks->len; i++) {
-            VsDisk *disk = g_ptr_array_index(dx->disks, i);
-            g_autofree char *obstacle = live_obstacle(disk);
-
-            if (obstacle && strcmp(disk->device, "disk") == 0 && !disk->readonly &&
-                !disk->shareable) {
-                /* A writable disk we cannot copy live: leaving it out would be a
-                 * silently partial snapshot. */
-                g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s", obstacle);
-                return NULL;
-            }
-            if (obstacle) {
-                g_string_append_printf(skipped, "%s%s", skipped->len ? ", " : "", disk->target);
-                continue;
-            }
-            if (!fill_disk(plan, disk, error))
-                return NULL;
-        }
-        if (plan->disks->len == 0) {
-            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "domain '%s' has no writable file-backed disk to snapshot", plan->name);
+    if (!choose_disks(plan, dx, opts, chosen, &live_reason, error))
+        return NULL;
+    if (!choose_method(plan, opts, live_reason, ((VsDisk *)g_ptr_array_index(chosen, 0))->target,
+                       error))
+        return NULL;
+    if (plan->method == VS_METHOD_COLD && plan->active && !plan->persistent) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "domain '%s' is transient: a cold snapshot needs managed save, which needs "
+                    "a persistent domain",
+                    plan->name);
+        return NULL;
+    }
+    if (plan->method == VS_METHOD_COLD && plan->active && managed_save) {
+        g_set_error(error, VS_ERROR, VS_ERROR_BUSY,
+                    "domain '%s' already has a managed-save image; it is not ours to replace",
+                    plan->name);
+        return NULL;
+    }
+    for (guint i = 0; i < chosen->len; i++) {
+        if (!fill_disk(plan, g_ptr_array_index(chosen, i), error))
             return NULL;
-        }
-        plan->method_reason = skipped->len
-                                  ? g_strdup_printf("every writable disk is a local qcow2/raw "
-                                                    "file (left out: %s)",
-                                                    skipped->str)
-                                  : g_strdup("every writable disk is a local qcow2/raw file");
     }
 
-    if (opts->quiesce == VS_QUIESCE_REQUIRE &&
+    if (plan->method == VS_METHOD_LIVE && opts->quiesce == VS_QUIESCE_REQUIRE &&
         (!plan->agent_connected || plan->state != VIR_DOMAIN_RUNNING)) {
         g_set_error(error, VS_ERROR, VS_ERROR_QUIESCE_FAILED,
                     "domain '%s' %s; quiesce=require cannot be met", plan->name,
@@ -282,12 +379,17 @@ vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *op
                                                       : "has no guest agent channel");
         return NULL;
     }
-    if (!check_block_jobs(plan, opts, error))
+    if (plan->active && !check_block_jobs(plan, opts, error))
         return NULL;
     if (opts->name && vs_catalog_name_taken(snapshot_dir, plan->uuid, opts->name)) {
         g_set_error(error, VS_ERROR, VS_ERROR_EXISTS,
                     "domain '%s' already has a snapshot named '%s'", plan->name, opts->name);
         return NULL;
+    }
+    if (plan->skipped) {
+        g_autofree char *reason_text = plan->method_reason;
+
+        plan->method_reason = g_strdup_printf("%s (left out: %s)", reason_text, plan->skipped);
     }
     if (virConnectGetLibVersion(conn, &lib_version) < 0)
         return vs_set_libvirt_error(error, "reading libvirt version"), NULL;

@@ -25,7 +25,8 @@ typedef struct {
     virDomainPtr dom;
     char *name;
     char *uuid;
-    int state; /* virDomainState at validation */
+    int state;       /* virDomainState at validation */
+    gboolean active; /* running or paused */
     gboolean persistent;
     char *inactive_xml; /* persistent definition (secure), when persistent */
     char *live_xml;
@@ -34,6 +35,7 @@ typedef struct {
     gboolean foreign_jobs;   /* some chosen disk has a block job that is not ours (force given) */
     VsMethod method;
     char *method_reason;
+    char *skipped;    /* disks left out by default (CD-ROMs, read-only, shareable) */
     GPtrArray *disks; /* VsPlanDisk* */
 } VsPlan;
 

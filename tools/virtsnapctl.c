@@ -443,15 +443,23 @@ print_job_human(const char *path, GVariant *props)
         g_autoptr(GVariant) disks =
             g_variant_lookup_value(result, "disks", G_VARIANT_TYPE("aa{sv}"));
         gboolean quiesced = dict_bool(result, "quiesced");
+        g_autoptr(GVariant) cold = g_variant_lookup_value(result, "downtime-ms", NULL);
 
         g_print("  snapshot: %s (name %s)\n", dict_str(result, "snapshot-id"),
                 dict_str(result, "name"));
-        g_print("  quiesced: %s%s%s%s, freeze %" G_GUINT64_FORMAT " ms, copy %" G_GUINT64_FORMAT
-                " ms, flatten %" G_GUINT64_FORMAT " ms, total %" G_GUINT64_FORMAT " ms\n",
-                quiesced ? "yes" : "no", *dict_str(result, "quiesce-note") ? " (" : "",
-                dict_str(result, "quiesce-note"), *dict_str(result, "quiesce-note") ? ")" : "",
-                dict_u64(result, "freeze-ms"), dict_u64(result, "copy-ms"),
-                dict_u64(result, "flatten-ms"), dict_u64(result, "total-ms"));
+        if (cold)
+            g_print("  %s: downtime %" G_GUINT64_FORMAT " ms, extract %" G_GUINT64_FORMAT
+                    " ms, total %" G_GUINT64_FORMAT " ms\n",
+                    dict_bool(result, "offline") ? "offline (domain was off)" : "cold",
+                    dict_u64(result, "downtime-ms"), dict_u64(result, "extract-ms"),
+                    dict_u64(result, "total-ms"));
+        else
+            g_print("  quiesced: %s%s%s%s, freeze %" G_GUINT64_FORMAT " ms, copy %" G_GUINT64_FORMAT
+                    " ms, flatten %" G_GUINT64_FORMAT " ms, total %" G_GUINT64_FORMAT " ms\n",
+                    quiesced ? "yes" : "no", *dict_str(result, "quiesce-note") ? " (" : "",
+                    dict_str(result, "quiesce-note"), *dict_str(result, "quiesce-note") ? ")" : "",
+                    dict_u64(result, "freeze-ms"), dict_u64(result, "copy-ms"),
+                    dict_u64(result, "flatten-ms"), dict_u64(result, "total-ms"));
         for (gsize i = 0; disks && i < g_variant_n_children(disks); i++) {
             g_autoptr(GVariant) d = g_variant_get_child_value(disks, i);
 

@@ -746,11 +746,28 @@ class Lab:
             except OSError:
                 pass
 
-    def make_disk(self, path, size_mib=64, fmt='qcow2', backing=False, label=None):
+    def make_disk(self, path, size_mib=64, fmt='qcow2', backing=False, label=None,
+                  top_data_mib=0):
         """Create an ext4 data disk image at *path* (see make_guest); return its
-        disk dict (target unset)."""
+        disk dict (target unset).
+
+        top_data_mib > 0: the disk's virtual size becomes size_mib +
+        top_data_mib MiB (the ext4 still spans only the first size_mib MiB),
+        and once the image is complete, ``qemu-io -c 'write -P 0x5a ...'``
+        fills the top_data_mib MiB after the filesystem with 0x5a bytes.  With
+        backing=True that data lands in the top overlay only (the base holds
+        just the ext4), so a shallow copy of the disk copies about that much;
+        without backing it is in the only layer.  Needs fmt 'qcow2' or
+        backing=True (the write goes through qemu-io -f qcow2).  The guest's
+        filesystem is not touched.  0 (the default): no extra data.
+        """
         if fmt not in ('qcow2', 'raw'):
             raise ValueError(f'unsupported format {fmt!r}')
+        top_data_mib = int(top_data_mib or 0)
+        if top_data_mib < 0:
+            raise ValueError(f'top_data_mib must be >= 0, not {top_data_mib}')
+        if top_data_mib and fmt != 'qcow2' and not backing:
+            raise ValueError('top_data_mib needs a qcow2 top layer (fmt=qcow2 or backing=True)')
         stem = os.path.splitext(path)[0]
         raw = stem + '.mkfs.raw'
         with open(raw, 'wb') as f:
@@ -776,12 +793,18 @@ class Lab:
             os.unlink(raw)
         else:
             os.rename(raw, path)
+        if top_data_mib:
+            total = (size_mib + top_data_mib) * 1024 * 1024
+            _run(['qemu-img', 'resize', '-q', '-f', 'qcow2', path, str(total)])
+            _run(['qemu-io', '-f', 'qcow2', '-c',
+                  f'write -P 0x5a {size_mib * 1024 * 1024} {top_data_mib}M', path],
+                 timeout=600)
         return disk
 
     def make_guest(self, name, disks=1, agent=True, disk_size_mib=64, fmt='qcow2',
                    backing=False, memory_mib=256, images=None, cache='auto',
                    write_delay_us=10000, sync_every=10, extra_cmdline='', vcpus=1,
-                   define=True):
+                   define=True, top_data_mib=0):
         """Create data disks and define a persistent domain; return a Guest.
 
         disks: number of data disks (vda, vdb, ...), each a whole-disk ext4 of
@@ -793,6 +816,10 @@ class Lab:
         the socket path).  cache: 'none' / 'writeback' / ... / None (QEMU's
         default); 'auto' = 'none' if O_DIRECT works on the images directory.
         write_delay_us / sync_every tune the guest's record writer.
+        top_data_mib: each created disk gets that many MiB of data (0x5a bytes)
+        after its ext4, in its top layer (the overlay with backing=True), and a
+        virtual size of disk_size_mib + top_data_mib; see make_disk().  Not
+        used with images.  0 (the default): none.
         """
         if not self._started or self._stopped:
             raise LabError('lab not running')
@@ -815,7 +842,8 @@ class Lab:
                 ext = 'qcow2' if (fmt == 'qcow2' or backing) else 'raw'
                 path = os.path.join(self.images_dir, f'{name}-{target}.{ext}')
                 disk_list.append(self.make_disk(path, disk_size_mib, fmt, backing,
-                                                label=f'{name}-{target}'))
+                                                label=f'{name}-{target}',
+                                                top_data_mib=top_data_mib))
         for i, d in enumerate(disk_list):
             d['target'] = _target(i)
         console_log = os.path.join(self.logs_dir, f'{name}-console.log')

@@ -1319,6 +1319,28 @@ vs_job_is_finished(VsJob *self)
     return self->phase == PHASE_ENDED;
 }
 
+guint
+vs_job_get_id(VsJob *self)
+{
+    return self->id;
+}
+
+const char *
+vs_job_get_domain(VsJob *self)
+{
+    return self->domain;
+}
+
+gboolean
+vs_job_holds_disks_offline(VsJob *self)
+{
+    if (!self->cold || self->phase == PHASE_ENDED || self->phase == PHASE_QUEUED)
+        return FALSE;
+    /* Our own virDomainCreate (restore, or undo's restart) must pass the hook. */
+    return self->phase != PHASE_RESTORE && self->phase != PHASE_UNDO &&
+           self->phase != PHASE_CATALOG && self->phase != PHASE_DONE;
+}
+
 gboolean
 vs_job_is_queued(VsJob *self)
 {

@@ -34,6 +34,12 @@ const char *vs_job_get_path(VsJob *self);
 const char *vs_job_get_uuid(VsJob *self);
 const char *vs_job_get_snapshot_id(VsJob *self);
 gboolean vs_job_is_finished(VsJob *self);
+guint vs_job_get_id(VsJob *self);
+const char *vs_job_get_domain(VsJob *self);
+
+/* Whether the job reads the domain's disks with the domain not running (an offline or
+ * cold extraction): a start now would race it. Its own restart is not counted. */
+gboolean vs_job_holds_disks_offline(VsJob *self);
 gboolean vs_job_is_queued(VsJob *self);
 
 G_END_DECLS

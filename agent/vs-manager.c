@@ -5,6 +5,7 @@
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
 #include "vs-catalog.h"
+#include "vs-hooks.h"
 #include "vs-inventory.h"
 #include "vs-job.h"
 #include "vs-journal.h"
@@ -12,6 +13,8 @@
 #include "vs-names.h"
 #include "vs-virt-util.h"
 #include "vs-build-config.h"
+
+#include <string.h>
 
 struct _VsManager {
     GObject parent;
@@ -22,6 +25,7 @@ struct _VsManager {
     GPtrArray *jobs; /* VsJob*, oldest first */
     guint next_job_id;
     gboolean recovered;
+    GHashTable *hook_counts; /* operation -> count */
 };
 
 /* Ended jobs stay visible for a while so that callers can read their result. */
@@ -372,6 +376,59 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* Hook calls carry whatever libvirt (or anyone allowed on the bus) sends: the count
+ * table stays small whatever the input. */
+#define HOOK_COUNT_KEYS_MAX 32
+#define HOOK_OPERATION_MAX  32
+
+static void
+count_hook(VsManager *self, const char *operation)
+{
+    g_autofree char *key = g_utf8_make_valid(operation, MIN(strlen(operation), HOOK_OPERATION_MAX));
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(self->hook_counts, key));
+    GVariantBuilder b;
+    GHashTableIter iter;
+    gpointer k, v;
+
+    if (n == 0 && g_hash_table_size(self->hook_counts) >= HOOK_COUNT_KEYS_MAX) {
+        g_free(key);
+        key = g_strdup("other");
+    }
+    n = GPOINTER_TO_UINT(g_hash_table_lookup(self->hook_counts, key));
+    g_hash_table_replace(self->hook_counts, g_steal_pointer(&key), GUINT_TO_POINTER(n + 1));
+
+    g_variant_builder_init(&b, G_VARIANT_TYPE("a{su}"));
+    g_hash_table_iter_init(&iter, self->hook_counts);
+    while (g_hash_table_iter_next(&iter, &k, &v))
+        g_variant_builder_add(&b, "{su}", (const char *)k, GPOINTER_TO_UINT(v));
+    vs_dbus_agent1_set_hook_counts(self->skeleton, g_variant_builder_end(&b));
+}
+
+static gboolean
+handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
+                  const char *operation, const char *sub_operation, const char *extra,
+                  VsManager *self)
+{
+    g_autofree char *message = NULL;
+    VsJob *job = NULL;
+    gboolean allow;
+
+    for (guint i = 0; i < self->jobs->len && !job; i++) {
+        VsJob *j = g_ptr_array_index(self->jobs, i);
+
+        if (!vs_job_is_finished(j) && !vs_job_is_queued(j) &&
+            g_strcmp0(vs_job_get_domain(j), domain) == 0)
+            job = j;
+    }
+    count_hook(self, operation);
+    allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
+                           job && vs_job_holds_disks_offline(job), &message);
+    if (!allow)
+        g_message("hook: refused %s of %s: %s", operation, domain, message);
+    vs_dbus_agent1_complete_hook_event(skeleton, invocation, allow, message);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 void
 vs_manager_cancel_all(VsManager *self)
 {
@@ -433,6 +490,7 @@ vs_manager_dispose(GObject *object)
     g_clear_object(&self->skeleton);
     g_clear_object(&self->object_manager);
     g_clear_pointer(&self->jobs, g_ptr_array_unref);
+    g_clear_pointer(&self->hook_counts, g_hash_table_unref);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
 
@@ -449,6 +507,7 @@ static void
 vs_manager_init(VsManager *self)
 {
     self->jobs = g_ptr_array_new_with_free_func(g_object_unref);
+    self->hook_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 }
 
 static void
@@ -493,6 +552,8 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     g_signal_connect(self->skeleton, "handle-list-jobs", G_CALLBACK(handle_list_jobs), self);
     g_signal_connect(self->skeleton, "handle-list-snapshots", G_CALLBACK(handle_list_snapshots),
                      self);
+    g_signal_connect(self->skeleton, "handle-hook-event", G_CALLBACK(handle_hook_event), self);
+    vs_dbus_agent1_set_hook_counts(self->skeleton, g_variant_new("a{su}", NULL));
     g_signal_connect(self->skeleton, "handle-delete-snapshot", G_CALLBACK(handle_delete_snapshot),
                      self);
     g_signal_connect(libvirt, "domain-event", G_CALLBACK(on_domain_event), self);

@@ -1,0 +1,13 @@
+/* What the agent answers to libvirt hook calls: pure decisions, no libvirt. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Whether libvirt may go on with @operation on a domain. @job_id is the domain's
+ * running job (0: none); @job_offline tells that it reads the disks with the domain
+ * down. On refusal, @message (if not NULL) says why, for the user of virsh. */
+gboolean vs_hook_allows(const char *operation, guint job_id, gboolean job_offline, char **message);
+
+G_END_DECLS

@@ -1319,6 +1319,13 @@ vs_job_is_finished(VsJob *self)
     return self->phase == PHASE_ENDED;
 }
 
+gboolean
+vs_job_succeeded(VsJob *self)
+{
+    return self->phase == PHASE_ENDED &&
+           g_strcmp0(vs_dbus_job1_get_state(self->iface), VS_STATE_SUCCEEDED) == 0;
+}
+
 guint
 vs_job_get_id(VsJob *self)
 {

@@ -34,6 +34,7 @@ const char *vs_job_get_path(VsJob *self);
 const char *vs_job_get_uuid(VsJob *self);
 const char *vs_job_get_snapshot_id(VsJob *self);
 gboolean vs_job_is_finished(VsJob *self);
+gboolean vs_job_succeeded(VsJob *self);
 guint vs_job_get_id(VsJob *self);
 const char *vs_job_get_domain(VsJob *self);
 

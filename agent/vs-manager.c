@@ -10,6 +10,8 @@
 #include "vs-job.h"
 #include "vs-journal.h"
 #include "vs-plan.h"
+#include "vs-policy.h"
+#include "vs-scheduler.h"
 #include "vs-names.h"
 #include "vs-virt-util.h"
 #include "vs-build-config.h"
@@ -26,12 +28,23 @@ struct _VsManager {
     guint next_job_id;
     gboolean recovered;
     GHashTable *hook_counts; /* operation -> count */
+    VsScheduler *scheduler;
 };
 
 /* Ended jobs stay visible for a while so that callers can read their result. */
 #define KEEP_ENDED_JOBS 32
 
 G_DEFINE_TYPE(VsManager, vs_manager, G_TYPE_OBJECT)
+
+/* Answers @invocation with @error; requests of our own (policy) have none: logged. */
+static void
+reply_error(GDBusMethodInvocation *invocation, const GError *error)
+{
+    if (invocation)
+        g_dbus_method_invocation_return_gerror(invocation, error);
+    else
+        g_message("policy snapshot not started: %s", error->message);
+}
 
 /* A libvirt call in a worker: the connection reference travels with the task. */
 typedef GVariant *(*ConnWorkFunc)(virConnectPtr conn, gpointer data, GError **error);
@@ -81,7 +94,7 @@ run_with_connection(VsManager *self, GDBusMethodInvocation *invocation, ConnWork
     if (!conn) {
         if (data_free)
             data_free(data);
-        g_dbus_method_invocation_return_gerror(invocation, error);
+        reply_error(invocation, error);
         return;
     }
     w = g_new0(ConnWork, 1);
@@ -89,7 +102,7 @@ run_with_connection(VsManager *self, GDBusMethodInvocation *invocation, ConnWork
     w->func = func;
     w->data = data;
     w->data_free = data_free;
-    task = g_task_new(self, NULL, done, g_object_ref(invocation));
+    task = g_task_new(self, NULL, done, invocation ? g_object_ref(invocation) : NULL);
     g_task_set_task_data(task, w, conn_work_free);
     g_task_run_in_thread(task, conn_work_thread);
 }
@@ -178,6 +191,8 @@ schedule_jobs(VsManager *self)
 static void
 on_job_finished(VsJob *job, VsManager *self)
 {
+    if (vs_job_succeeded(job))
+        vs_scheduler_job_succeeded(self->scheduler, vs_job_get_uuid(job));
     schedule_jobs(self);
 }
 
@@ -215,6 +230,7 @@ typedef struct {
     char *domain;
     VsSnapshotOptions opts;
     char *snapshot_dir;
+    char *why; /* a policy's request; NULL for a caller's */
 } CreateData;
 
 static void
@@ -225,6 +241,7 @@ create_data_free(gpointer p)
     g_free(c->domain);
     vs_snapshot_options_clear(&c->opts);
     g_free(c->snapshot_dir);
+    g_free(c->why);
     g_free(c);
 }
 
@@ -251,26 +268,32 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     VsJob *job, *other;
 
     if (!value) {
-        g_dbus_method_invocation_return_gerror(invocation, error);
+        reply_error(invocation, error);
         return;
     }
     plan = (VsPlan *)(guintptr)g_variant_get_uint64(value);
     if ((other = active_job_for(self, plan->uuid))) {
-        g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
-                                              "domain '%s' already has a snapshot job: %s",
-                                              plan->name, vs_job_get_path(other));
+        g_autoptr(GError) busy =
+            g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
+                        plan->name, vs_job_get_path(other));
+
+        reply_error(invocation, busy);
         return;
     }
     job = vs_job_new(++self->next_job_id, self->config, self->libvirt, g_steal_pointer(&plan),
                      &c->opts);
     add_job(self, job);
-    vs_dbus_agent1_complete_create_snapshot(self->skeleton, invocation, vs_job_get_path(job));
+    if (invocation)
+        vs_dbus_agent1_complete_create_snapshot(self->skeleton, invocation, vs_job_get_path(job));
+    else
+        g_message("%s: started %s for %s", c->why, vs_job_get_path(job), vs_job_get_domain(job));
     schedule_jobs(self);
 }
 
-static gboolean
-handle_create_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation,
-                       const char *domain, GVariant *options, VsManager *self)
+/* A snapshot request from a caller (@invocation) or from a policy (NULL, @why). */
+static void
+start_snapshot(VsManager *self, GDBusMethodInvocation *invocation, const char *domain,
+               GVariant *options, const char *why)
 {
     CreateData *c = g_new0(CreateData, 1);
     g_autoptr(GError) error = NULL;
@@ -278,12 +301,133 @@ handle_create_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
     vs_snapshot_options_init(&c->opts);
     if (!vs_snapshot_options_parse(&c->opts, options, &error)) {
         create_data_free(c);
-        g_dbus_method_invocation_return_gerror(invocation, error);
-        return G_DBUS_METHOD_INVOCATION_HANDLED;
+        reply_error(invocation, error);
+        return;
     }
     c->domain = g_strdup(domain);
     c->snapshot_dir = g_strdup(self->config->snapshot_dir);
+    c->why = g_strdup(why);
     run_with_connection(self, invocation, plan_work, c, create_data_free, plan_done);
+}
+
+static gboolean
+handle_create_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation,
+                       const char *domain, GVariant *options, VsManager *self)
+{
+    start_snapshot(self, invocation, domain, options, NULL);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+on_policy_request(const char *domain, GVariant *options, const char *why, gpointer data)
+{
+    g_autoptr(GVariant) owned = g_variant_ref_sink(options);
+
+    g_message("%s: snapshot of %s", why, domain);
+    start_snapshot(data, NULL, domain, owned, why);
+}
+
+/* ---- policy --------------------------------------------------------------------------- */
+
+typedef struct {
+    char *domain;
+    GVariant *settings; /* a{ss}, NULL: get; empty with clear: remove */
+    gboolean clear;
+} PolicyCall;
+
+static void
+policy_call_free(gpointer p)
+{
+    PolicyCall *pc = p;
+
+    g_free(pc->domain);
+    g_clear_pointer(&pc->settings, g_variant_unref);
+    g_free(pc);
+}
+
+static GVariant *
+policy_work(virConnectPtr conn, gpointer data, GError **error)
+{
+    PolicyCall *pc = data;
+    g_autoptr(virDomain) dom = vs_lookup_domain(conn, pc->domain, error);
+    g_autoptr(GError) problem = NULL;
+    g_autoptr(VsPolicy) policy = NULL;
+    GVariantIter iter;
+    const char *key, *value;
+
+    if (!dom)
+        return NULL;
+    policy = vs_policy_read(dom, &problem);
+    if (!pc->settings && !pc->clear) /* GetPolicy */
+        return g_variant_new("(@a{ss}s)",
+                             policy ? vs_policy_to_variant(policy) : g_variant_new("a{ss}", NULL),
+                             problem ? problem->message : "");
+    if (!policy || pc->clear) { /* an unreadable policy is replaced */
+        g_clear_pointer(&policy, vs_policy_free);
+        policy = vs_policy_new();
+    }
+    g_variant_iter_init(&iter, pc->settings ? pc->settings : g_variant_new("a{ss}", NULL));
+    while (g_variant_iter_next(&iter, "{&s&s}", &key, &value)) {
+        if (!vs_policy_set(policy, key, value, error))
+            return NULL;
+    }
+    if (!vs_policy_write(dom, policy, error))
+        return NULL;
+    return g_variant_new("()");
+}
+
+static void
+policy_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GDBusMethodInvocation) invocation = user_data;
+    VsManager *self = VS_MANAGER(source);
+    ConnWork *w = g_task_get_task_data(G_TASK(result));
+    PolicyCall *pc = w->data;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GVariant) reply = g_task_propagate_pointer(G_TASK(result), &error);
+
+    if (!reply) {
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return;
+    }
+    if (pc->settings || pc->clear)
+        vs_scheduler_reload(self->scheduler, pc->domain);
+    g_dbus_method_invocation_return_value(invocation, g_steal_pointer(&reply));
+}
+
+static void
+policy_call(VsManager *self, GDBusMethodInvocation *invocation, const char *domain,
+            GVariant *settings, gboolean clear)
+{
+    PolicyCall *pc = g_new0(PolicyCall, 1);
+
+    pc->domain = g_strdup(domain);
+    pc->settings = settings ? g_variant_ref(settings) : NULL;
+    pc->clear = clear;
+    run_with_connection(self, invocation, policy_work, pc, policy_call_free, policy_done);
+}
+
+static gboolean
+handle_get_policy(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
+                  VsManager *self)
+{
+    policy_call(self, invocation, domain, NULL, FALSE);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_set_policy(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
+                  GVariant *settings, VsManager *self)
+{
+    policy_call(self, invocation, domain, settings, FALSE);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_clear_policy(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
+                    VsManager *self)
+{
+    policy_call(self, invocation, domain, NULL, TRUE);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -491,6 +635,7 @@ vs_manager_dispose(GObject *object)
     g_clear_object(&self->object_manager);
     g_clear_pointer(&self->jobs, g_ptr_array_unref);
     g_clear_pointer(&self->hook_counts, g_hash_table_unref);
+    g_clear_object(&self->scheduler);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
 
@@ -553,6 +698,10 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     g_signal_connect(self->skeleton, "handle-list-snapshots", G_CALLBACK(handle_list_snapshots),
                      self);
     g_signal_connect(self->skeleton, "handle-hook-event", G_CALLBACK(handle_hook_event), self);
+    g_signal_connect(self->skeleton, "handle-get-policy", G_CALLBACK(handle_get_policy), self);
+    g_signal_connect(self->skeleton, "handle-set-policy", G_CALLBACK(handle_set_policy), self);
+    g_signal_connect(self->skeleton, "handle-clear-policy", G_CALLBACK(handle_clear_policy), self);
+    self->scheduler = vs_scheduler_new(libvirt, config->snapshot_dir, on_policy_request, self);
     vs_dbus_agent1_set_hook_counts(self->skeleton, g_variant_new("a{su}", NULL));
     g_signal_connect(self->skeleton, "handle-delete-snapshot", G_CALLBACK(handle_delete_snapshot),
                      self);

@@ -186,6 +186,23 @@ cmd_status(Ctl *ctl, int argc, char **argv)
         g_print("libvirt:   %s (%s)\n", dict_str(props, "LibvirtUri"),
                 connected ? "connected" : "not connected");
         g_print("snapshots: %s\n", dict_str(props, "SnapshotDirectory"));
+        {
+            g_autoptr(GVariant) hooks =
+                g_variant_lookup_value(props, "HookCounts", G_VARIANT_TYPE("a{su}"));
+            GVariantIter iter;
+            const char *op;
+            guint32 n;
+
+            g_print("hook calls:");
+            if (!hooks || g_variant_n_children(hooks) == 0)
+                g_print(" none (is /etc/libvirt/hooks/qemu.d/virtsnap installed?)");
+            else {
+                g_variant_iter_init(&iter, hooks);
+                while (g_variant_iter_next(&iter, "{&su}", &op, &n))
+                    g_print(" %s=%u", op, n);
+            }
+            g_print("\n");
+        }
     }
     return EXIT_OK;
 }
@@ -827,6 +844,65 @@ cmd_delete(Ctl *ctl, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ---- policy ---------------------------------------------------------------------------- */
+
+static int
+cmd_policy(Ctl *ctl, int argc, char **argv)
+{
+    g_autoptr(GError) error = NULL;
+    const char *verb = argc > 1 ? argv[1] : "";
+
+    if (argc < 3)
+        return usage_error("policy show|set|clear DOMAIN [KEY=VALUE...]");
+    if (strcmp(verb, "show") == 0 && argc == 3) {
+        g_autoptr(GVariant) settings = NULL;
+        g_autofree char *problem = NULL;
+        GVariantIter iter;
+        const char *key, *value;
+
+        if (!vs_dbus_agent1_call_get_policy_sync(ctl->agent, argv[2], &settings, &problem, NULL,
+                                                 &error))
+            return fail(error);
+        if (ctl->json) {
+            print_json_variant(g_variant_new_parsed("{'settings': <%@a{ss}>, 'problem': <%s>}",
+                                                    settings, problem));
+            return EXIT_OK;
+        }
+        if (*problem)
+            g_print("problem: %s (the stored policy is ignored)\n", problem);
+        else if (g_variant_n_children(settings) == 0)
+            g_print("no policy\n");
+        g_variant_iter_init(&iter, settings);
+        while (g_variant_iter_next(&iter, "{&s&s}", &key, &value))
+            g_print("%s=%s\n", key, value);
+        return EXIT_OK;
+    }
+    if (strcmp(verb, "set") == 0 && argc > 3) {
+        GVariantBuilder b;
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE("a{ss}"));
+        for (int i = 3; i < argc; i++) {
+            g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
+
+            if (!kv[0] || !kv[1]) {
+                g_variant_builder_clear(&b);
+                return usage_error("policy set: '%s' is not KEY=VALUE", argv[i]);
+            }
+            g_variant_builder_add(&b, "{ss}", kv[0], kv[1]);
+        }
+        if (!vs_dbus_agent1_call_set_policy_sync(ctl->agent, argv[2], g_variant_builder_end(&b),
+                                                 NULL, &error))
+            return fail(error);
+        return EXIT_OK;
+    }
+    if (strcmp(verb, "clear") == 0 && argc == 3) {
+        if (!vs_dbus_agent1_call_clear_policy_sync(ctl->agent, argv[2], NULL, &error))
+            return fail(error);
+        return EXIT_OK;
+    }
+    return usage_error("policy show|set|clear DOMAIN [KEY=VALUE...]");
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -847,6 +923,10 @@ static const Command commands[] = {
     {"cancel", "ID", "Cancel a job", cmd_cancel},
     {"snapshots", "[DOMAIN]", "List finished snapshots", cmd_snapshots},
     {"delete", "ID", "Delete a snapshot", cmd_delete},
+    {"policy", "show|set|clear DOM",
+     "A domain's snapshot policy (KEY=VALUE: on-stop, every, keep, "
+     "quiesce, method, format)",
+     cmd_policy},
 };
 
 static char *

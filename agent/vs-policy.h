@@ -1,0 +1,43 @@
+/* A domain's snapshot policy, kept in the domain's own XML <metadata> (namespace
+ * VS_POLICY_NS) so that it travels with the domain. Pure parsing and formatting. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define VS_POLICY_NS     "https://virtsnap.org/xmlns/policy/1"
+#define VS_POLICY_PREFIX "virtsnap"
+
+typedef struct {
+    gboolean on_stop; /* take an offline snapshot after the domain stops */
+    guint64 every_s;  /* timed live snapshots while running; 0: none */
+    guint keep;       /* keep the newest N snapshots of the domain; 0: all */
+    char *quiesce;    /* NULL: the default */
+    char *method;
+    char *format;
+} VsPolicy;
+
+VsPolicy *vs_policy_new(void);
+void vs_policy_free(VsPolicy *policy);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsPolicy, vs_policy_free)
+
+/* From the <policy> element libvirt hands back (any namespace prefix). Unknown or bad
+ * keys are VS_ERROR_INVALID_ARGUMENT naming them. */
+VsPolicy *vs_policy_parse(const char *xml, GError **error);
+
+/* The <policy> element to hand to virDomainSetMetadata (no namespace: libvirt adds it). */
+char *vs_policy_to_xml(const VsPolicy *policy);
+
+/* Sets one key from the user's words ("every", "6h"); "" or "none" clears it. */
+gboolean vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **error);
+
+/* The settings as words (a{ss}), only those that are set. Floating. */
+GVariant *vs_policy_to_variant(const VsPolicy *policy);
+
+gboolean vs_policy_is_empty(const VsPolicy *policy);
+
+/* "90", "30s", "15m", "6h", "2d" -> seconds; FALSE for anything else or 0. */
+gboolean vs_parse_duration(const char *text, guint64 *seconds);
+
+G_END_DECLS

@@ -1,0 +1,36 @@
+/* Acts on domain policies: timed snapshots while a domain runs (`every`), an offline
+ * snapshot after it stops (`on-stop`), pruning to the newest N (`keep`). */
+#pragma once
+
+#include <glib-object.h>
+
+#include "vs-libvirt.h"
+#include "vs-policy.h"
+
+G_BEGIN_DECLS
+
+#define VS_TYPE_SCHEDULER (vs_scheduler_get_type())
+G_DECLARE_FINAL_TYPE(VsScheduler, vs_scheduler, VS, SCHEDULER, GObject)
+
+/* Asks the manager for a snapshot of @domain with @options (a{sv}, floating); @why
+ * goes into the log. */
+typedef void (*VsSnapshotRequestFunc)(const char *domain, GVariant *options, const char *why,
+                                      gpointer data);
+
+VsScheduler *vs_scheduler_new(VsLibvirt *libvirt, const char *snapshot_dir,
+                              VsSnapshotRequestFunc request, gpointer data);
+
+/* Re-reads the policy of one domain (name or UUID), or of all of them (NULL). */
+void vs_scheduler_reload(VsScheduler *self, const char *domain);
+
+/* A job for domain @uuid succeeded: prune its snapshots to the policy's `keep`. */
+void vs_scheduler_job_succeeded(VsScheduler *self, const char *uuid);
+
+/* Reads a domain's policy from its metadata (blocking: a worker thread). An absent
+ * policy is an empty one; an unreadable one is NULL with the reason in @error. */
+VsPolicy *vs_policy_read(virDomainPtr dom, GError **error);
+
+/* Writes (or, for an empty policy, removes) it (blocking). */
+gboolean vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error);
+
+G_END_DECLS

@@ -3,6 +3,8 @@
 
 #include <glib.h>
 
+#include "vs-rbd.h"
+
 G_BEGIN_DECLS
 
 typedef struct {
@@ -12,9 +14,11 @@ typedef struct {
     guint max_jobs;        /* jobs running at once, 1..64 */
     guint freeze_limit_ms; /* longest a guest may stay frozen before we thaw anyway */
     guint agent_timeout_s; /* guest-agent call timeout (freeze, thaw, ping) */
+    VsRbdConfig rbd;       /* [rbd] */
 } VsConfig;
 
 VsConfig *vs_config_new_default(void);
+VsConfig *vs_config_copy(const VsConfig *config);
 void vs_config_free(VsConfig *config);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsConfig, vs_config_free)
 

@@ -10,6 +10,7 @@
 #include "vs-error.h"
 #include "vs-names.h"
 #include "vs-qemu-img.h"
+#include "vs-rbd.h"
 #include "vs-util.h"
 #include "vs-virt-util.h"
 #include "vs-build-config.h"
@@ -31,6 +32,7 @@ typedef enum {
     PHASE_REDEFINE,      /* legacy path: define the domain again */
     PHASE_FLATTEN,       /* qemu-img convert the deltas into the images */
     PHASE_EXTRACT,       /* cold: qemu-img convert each disk's chain into an image */
+    PHASE_CLONE,         /* rbd: protect, clone, (flatten), protected "snap" on the clone */
     PHASE_RESTORE,       /* cold: start the domain again from its managed save */
     PHASE_CATALOG,       /* metadata, publish the folder */
     PHASE_DONE,
@@ -49,6 +51,7 @@ static const char *const phase_names[] = {
     [PHASE_REDEFINE] = "redefine",
     [PHASE_FLATTEN] = "flatten",
     [PHASE_EXTRACT] = "extract",
+    [PHASE_CLONE] = "clone",
     [PHASE_RESTORE] = "restore",
     [PHASE_CATALOG] = "catalog",
     [PHASE_DONE] = "done",
@@ -69,6 +72,9 @@ typedef struct {
     gboolean failed;  /* the mirror ended by itself before we stopped it */
     gboolean stopped; /* we stopped the mirror */
     guint64 done, total;
+    VsRbdImage *src;  /* rbd: the disk's image, open from prepare to clone */
+    VsJournalRbd *jr; /* rbd: its journal record (owned by the journal) */
+    guint64 rbd_size;
 } JobDisk;
 
 struct _VsJob {
@@ -118,6 +124,10 @@ struct _VsJob {
     gint64 t_start, t_copy_start, t_copy_end, t_flatten_start, t_flatten_end;
     gint64 t_down_start, downtime_ms;
     gboolean cold; /* method cold (a running domain is saved first) or offline */
+    gboolean rbd;  /* method rbd: snapshots and clones in the cluster */
+    gboolean flatten;
+    VsConfig *config;
+    char *fsid;
 };
 
 G_DEFINE_TYPE(VsJob, vs_job, G_TYPE_OBJECT)
@@ -137,6 +147,7 @@ job_disk_free(gpointer p)
 {
     JobDisk *d = p;
 
+    g_clear_pointer(&d->src, vs_rbd_close);
     g_free(d->delta);
     g_free(d->image);
     g_free(d->part);
@@ -212,7 +223,13 @@ phase_thread_done(GObject *source, GAsyncResult *result, gpointer data)
         next = PHASE_PREPARE;
         break;
     case PHASE_PREPARE:
-        next = !job->cold ? PHASE_COPY : job->plan->active ? PHASE_SAVE : PHASE_EXTRACT;
+        next = job->rbd            ? PHASE_FREEZE_WINDOW
+               : !job->cold        ? PHASE_COPY
+               : job->plan->active ? PHASE_SAVE
+                                   : PHASE_EXTRACT;
+        break;
+    case PHASE_CLONE:
+        next = PHASE_CATALOG;
         break;
     case PHASE_SAVE:
         next = PHASE_EXTRACT;
@@ -230,7 +247,7 @@ phase_thread_done(GObject *source, GAsyncResult *result, gpointer data)
         next = PHASE_FREEZE_WINDOW;
         break;
     case PHASE_FREEZE_WINDOW:
-        next = job->journal->undefined ? PHASE_REDEFINE : PHASE_FLATTEN;
+        next = job->rbd ? PHASE_CLONE : job->journal->undefined ? PHASE_REDEFINE : PHASE_FLATTEN;
         break;
     case PHASE_REDEFINE:
         next = PHASE_FLATTEN;
@@ -287,6 +304,37 @@ clear_jobs_thread(VsJob *job, GError **error)
     return TRUE;
 }
 
+/* rbd: connect, open every source image, and make sure the clone's name is free, so that
+ * the freeze window holds nothing but the snapshot calls. */
+static gboolean
+rbd_prepare(VsJob *job, GError **error)
+{
+    for (guint i = 0; i < job->disks->len; i++) {
+        JobDisk *d = g_ptr_array_index(job->disks, i);
+        VsRbdSpec *spec = &d->plan->rbd_spec;
+        g_autoptr(VsRbdCluster) cluster = vs_rbd_connect(&job->config->rbd, spec, error);
+        g_autoptr(VsRbdImage) existing = NULL;
+        VsJournalRbd *jr = d->jr;
+
+        if (!cluster || !(d->src = vs_rbd_open(cluster, spec->pool, spec->ns, spec->image, error)))
+            return FALSE;
+        d->rbd_size = vs_rbd_size(d->src);
+        if (!job->fsid)
+            job->fsid = g_strdup(vs_rbd_cluster_fsid(cluster));
+        existing = vs_rbd_open(cluster, jr->clone_pool, spec->ns, jr->clone, NULL);
+        if (existing) {
+            g_set_error(error, VS_ERROR, VS_ERROR_EXISTS,
+                        "an RBD image named %s/%s already exists; nothing was overwritten",
+                        jr->clone_pool, jr->clone);
+            return FALSE;
+        }
+        /* The destination pool must exist before anything is made. */
+        if (!vs_rbd_pool_check(cluster, jr->clone_pool, spec->ns, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 static gboolean
 prepare_thread(VsJob *job, GError **error)
 {
@@ -298,6 +346,8 @@ prepare_thread(VsJob *job, GError **error)
     if (g_mkdir(job->folder, 0711) < 0 || g_chmod(job->folder, 0711) < 0)
         return vs_set_errno_error(error, errno, "cannot create %s", job->folder);
 
+    if (job->rbd)
+        return rbd_prepare(job, error);
     for (guint i = 0; !job->cold && i < job->disks->len; i++) {
         JobDisk *d = g_ptr_array_index(job->disks, i);
         g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
@@ -608,6 +658,8 @@ freeze_window_thread(VsJob *job, GError **error)
     g_mutex_lock(&job->lock);
     job->journal->frozen = want_freeze;
     job->journal->suspended = multi && running;
+    for (guint i = 0; job->rbd && i < job->disks->len; i++)
+        ((JobDisk *)g_ptr_array_index(job->disks, i))->jr->snap_made = TRUE;
     g_mutex_unlock(&job->lock);
     if (!journal_save(job, error))
         return FALSE;
@@ -644,9 +696,15 @@ freeze_window_thread(VsJob *job, GError **error)
         }
     }
 
+    /* The cut: the instant every disk's point-in-time copy is taken. */
     for (guint i = 0; i < job->disks->len; i++) {
         JobDisk *d = g_ptr_array_index(job->disks, i);
 
+        if (job->rbd) {
+            if (!vs_rbd_snap_create(d->src, d->jr->snap, stop_error ? NULL : &stop_error))
+                break;
+            continue;
+        }
         d->stopped = TRUE; /* the CANCELED event that follows is ours */
         if (virDomainBlockJobAbort(dom, d->plan->target, 0) < 0 && !stop_error)
             vs_set_libvirt_error(&stop_error, "stopping the copy of disk %s", d->plan->target);
@@ -676,6 +734,8 @@ freeze_window_thread(VsJob *job, GError **error)
     if (!journal_save(job, error))
         return FALSE;
 
+    if (job->rbd)
+        job->t_copy_start = t0; /* "copy" of an rbd job: the snapshot calls */
     if (job->watchdog_fired) {
         g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
                     "stopping the copies took longer than the freeze limit (%u ms): the guest "
@@ -703,6 +763,88 @@ redefine_thread(VsJob *job, GError **error)
     job->journal->undefined = FALSE;
     g_mutex_unlock(&job->lock);
     return journal_save(job, error);
+}
+
+typedef struct {
+    VsJob *job;
+    double fraction;
+    guint64 done, total;
+} RbdProgress;
+
+static gboolean
+apply_rbd_progress(gpointer data)
+{
+    RbdProgress *p = data;
+
+    set_progress(p->job, p->fraction, p->done, p->total);
+    return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+    VsJob *job;
+    guint index;
+    int last_percent;
+} FlattenState;
+
+static gboolean
+on_rbd_flatten_progress(guint64 done, guint64 total, gpointer data)
+{
+    FlattenState *fs = data;
+    VsJob *job = fs->job;
+    int percent = total ? (int)(100 * done / total) : 0;
+
+    if (percent != fs->last_percent) {
+        RbdProgress *p = g_new0(RbdProgress, 1);
+
+        fs->last_percent = percent;
+        p->job = job;
+        p->fraction = (fs->index + (total ? (double)done / total : 0)) / job->disks->len;
+        p->done = done;
+        p->total = total;
+        g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, apply_rbd_progress, p, g_free);
+    }
+    return !g_atomic_int_get(&job->cancel_requested);
+}
+
+/* rbd: the Glance layout. The snapshot is protected and cloned; a flattened clone no
+ * longer needs it, so it goes; the result carries a protected "snap". */
+static gboolean
+clone_thread(VsJob *job, GError **error)
+{
+    for (guint i = 0; i < job->disks->len; i++) {
+        JobDisk *d = g_ptr_array_index(job->disks, i);
+        VsJournalRbd *jr = d->jr;
+        g_autoptr(VsRbdCluster) cluster =
+            vs_rbd_connect(&job->config->rbd, &d->plan->rbd_spec, error);
+        g_autoptr(VsRbdImage) clone = NULL;
+
+        if (!cluster || !vs_rbd_snap_protect(d->src, jr->snap, error))
+            return FALSE;
+        g_mutex_lock(&job->lock);
+        jr->clone_made = TRUE;
+        g_mutex_unlock(&job->lock);
+        if (!journal_save(job, error) ||
+            !vs_rbd_clone(d->src, jr->snap, cluster, jr->clone_pool, jr->ns, jr->clone, error) ||
+            !(clone = vs_rbd_open(cluster, jr->clone_pool, jr->ns, jr->clone, error)))
+            return FALSE;
+        if (job->flatten) {
+            FlattenState fs = {job, i, -1};
+
+            if (!vs_rbd_flatten(clone, on_rbd_flatten_progress, &fs, error))
+                return FALSE;
+            if (!vs_rbd_snap_drop(d->src, jr->snap, error))
+                return FALSE;
+            g_mutex_lock(&job->lock);
+            jr->snap_made = FALSE;
+            g_mutex_unlock(&job->lock);
+            if (!journal_save(job, error))
+                return FALSE;
+        }
+        if (!vs_rbd_snap_create(clone, "snap", error) || !vs_rbd_snap_protect(clone, "snap", error))
+            return FALSE;
+    }
+    job->t_flatten_end = vs_now_ms();
+    return TRUE;
 }
 
 /* Cold: the guest's RAM goes to its managed-save image, so its disks hold still and
@@ -832,6 +974,27 @@ flatten_next(VsJob *job)
     }
 }
 
+/* Where a disk's snapshot is: the image file in the published folder, or for rbd
+ * rbd://<fsid>/<pool>/<image>/snap. */
+static char *
+disk_location(VsJob *job, JobDisk *d)
+{
+    g_autofree char *base = NULL;
+
+    if (job->rbd)
+        return g_strdup_printf("rbd://%s/%s/%s%s%s/snap", job->fsid ? job->fsid : "unknown",
+                               d->jr->clone_pool, *d->jr->ns ? d->jr->ns : "",
+                               *d->jr->ns ? "/" : "", d->jr->clone);
+    base = g_path_get_basename(d->image);
+    return g_build_filename(job->snapshot_dir, job->snapshot_id, base, NULL);
+}
+
+static guint64
+disk_size(VsJob *job, JobDisk *d)
+{
+    return job->rbd ? d->rbd_size : d->plan->capacity;
+}
+
 static JsonNode *
 build_metadata(VsJob *job)
 {
@@ -877,24 +1040,45 @@ build_metadata(VsJob *job)
     json_builder_begin_array(b);
     for (guint i = 0; i < job->disks->len; i++) {
         JobDisk *d = g_ptr_array_index(job->disks, i);
-        g_autofree char *base = g_path_get_basename(d->image);
-        g_autofree char *final = g_build_filename(job->snapshot_dir, job->snapshot_id, base, NULL);
+        g_autofree char *location = disk_location(job, d);
         GStatBuf st = {0};
 
-        g_stat(d->image, &st);
+        if (!job->rbd)
+            g_stat(d->image, &st);
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "target");
         json_builder_add_string_value(b, d->plan->target);
         json_builder_set_member_name(b, "image");
-        json_builder_add_string_value(b, final);
+        json_builder_add_string_value(b, location);
         json_builder_set_member_name(b, "format");
-        json_builder_add_string_value(b, vs_format_name(job->opts.format));
+        json_builder_add_string_value(b, job->rbd ? "rbd" : vs_format_name(job->opts.format));
         json_builder_set_member_name(b, "virtual-size");
-        json_builder_add_int_value(b, d->plan->capacity);
+        json_builder_add_int_value(b, disk_size(job, d));
         json_builder_set_member_name(b, "bytes");
         json_builder_add_int_value(b, (gint64)st.st_blocks * 512);
         json_builder_set_member_name(b, "source");
         json_builder_add_string_value(b, d->plan->source);
+        if (job->rbd) {
+            /* What DeleteSnapshot needs to find and remove it again. */
+            g_autofree char *parent =
+                job->flatten ? g_strdup("")
+                             : g_strdup_printf("%s/%s%s%s@%s", d->jr->pool, d->jr->ns,
+                                               *d->jr->ns ? "/" : "", d->jr->image, d->jr->snap);
+            const char *fields[][2] = {{"pool", d->jr->clone_pool}, {"namespace", d->jr->ns},
+                                       {"image", d->jr->clone},     {"snap", "snap"},
+                                       {"parent", parent},          {"conf", d->jr->conf},
+                                       {"hosts", d->jr->hosts},     {"user", d->jr->user}};
+
+            json_builder_set_member_name(b, "rbd");
+            json_builder_begin_object(b);
+            for (guint f = 0; f < G_N_ELEMENTS(fields); f++) {
+                json_builder_set_member_name(b, fields[f][0]);
+                json_builder_add_string_value(b, fields[f][1] ? fields[f][1] : "");
+            }
+            json_builder_set_member_name(b, "flattened");
+            json_builder_add_boolean_value(b, job->flatten);
+            json_builder_end_object(b);
+        }
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -938,7 +1122,14 @@ build_result(VsJob *job)
                           g_variant_new_string(vs_method_name(job->plan->method)));
     g_variant_builder_add(&b, "{sv}", "method-reason",
                           g_variant_new_string(job->plan->method_reason));
-    if (job->cold) {
+    if (job->rbd) {
+        g_variant_builder_add(&b, "{sv}", "freeze-ms", g_variant_new_int64(job->freeze_ms));
+        g_variant_builder_add(&b, "{sv}", "snapshot-ms",
+                              g_variant_new_int64(job->t_copy_end - job->t_copy_start));
+        g_variant_builder_add(&b, "{sv}", "flattened", g_variant_new_boolean(job->flatten));
+        g_variant_builder_add(&b, "{sv}", "clone-ms",
+                              g_variant_new_int64(job->t_flatten_end - job->t_flatten_start));
+    } else if (job->cold) {
         g_variant_builder_add(&b, "{sv}", "offline", g_variant_new_boolean(!job->plan->active));
         g_variant_builder_add(&b, "{sv}", "downtime-ms", g_variant_new_int64(job->downtime_ms));
         g_variant_builder_add(&b, "{sv}", "extract-ms",
@@ -957,16 +1148,17 @@ build_result(VsJob *job)
     g_variant_builder_init(&disks, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < job->disks->len; i++) {
         JobDisk *d = g_ptr_array_index(job->disks, i);
-        g_autofree char *base = g_path_get_basename(d->image);
-        g_autofree char *image = g_build_filename(dir, base, NULL);
+        g_autofree char *image = disk_location(job, d);
         GStatBuf st = {0};
 
-        g_stat(image, &st);
+        if (!job->rbd)
+            g_stat(image, &st);
         g_variant_builder_add_parsed(&disks,
                                      "{'target': <%s>, 'image': <%s>, 'format': <%s>, "
                                      "'virtual-size': <%t>, 'bytes': <%t>}",
-                                     d->plan->target, image, vs_format_name(job->opts.format),
-                                     (guint64)d->plan->capacity, (guint64)st.st_blocks * 512);
+                                     d->plan->target, image,
+                                     job->rbd ? "rbd" : vs_format_name(job->opts.format),
+                                     disk_size(job, d), (guint64)st.st_blocks * 512);
     }
     g_variant_builder_add(&b, "{sv}", "disks", g_variant_builder_end(&disks));
     return g_variant_builder_end(&b);
@@ -1000,9 +1192,46 @@ finish(VsJob *job, const char *state)
     vs_dbus_job1_set_state(job->iface, state);
     g_message("job %u (%s): %s%s%s", job->id, job->domain, state, job->error ? ": " : "",
               job->error ? job->error->message : "");
-    /* The domain connection is not needed any more. */
+    /* The domain connection and the cluster's images are not needed any more. */
     g_clear_pointer(&job->undo_conn, virConnectClose);
+    for (guint i = 0; job->disks && i < job->disks->len; i++)
+        g_clear_pointer(&((JobDisk *)g_ptr_array_index(job->disks, i))->src, vs_rbd_close);
     g_signal_emit(job, signals[SIGNAL_FINISHED], 0);
+}
+
+/* rbd: the half-made clone goes (its "snap" first), then the snapshot on the source. */
+static gboolean
+undo_rbd(VsJob *job, VsJournalRbd *r, GError **error)
+{
+    VsRbdSpec spec = {r->pool,
+                      r->ns,
+                      r->image,
+                      *r->conf ? r->conf : NULL,
+                      *r->hosts ? r->hosts : NULL,
+                      *r->user ? r->user : NULL};
+    g_autoptr(VsRbdCluster) cluster = vs_rbd_connect(&job->config->rbd, &spec, error);
+
+    if (!cluster)
+        return FALSE;
+    if (r->clone_made) {
+        g_autoptr(VsRbdImage) clone = vs_rbd_open(cluster, r->clone_pool, r->ns, r->clone, NULL);
+
+        if (clone && !vs_rbd_snap_drop(clone, "snap", error))
+            return FALSE;
+        g_clear_pointer(&clone, vs_rbd_close);
+        if (!vs_rbd_remove(cluster, r->clone_pool, r->ns, r->clone, error))
+            return FALSE;
+        g_string_append_printf(job->undo_notes, "removed clone %s/%s; ", r->clone_pool, r->clone);
+        r->clone_made = FALSE;
+    }
+    if (r->snap_made) {
+        g_autoptr(VsRbdImage) src = vs_rbd_open(cluster, r->pool, r->ns, r->image, error);
+
+        if (!src || !vs_rbd_snap_drop(src, r->snap, error))
+            return FALSE;
+        r->snap_made = FALSE;
+    }
+    return TRUE;
 }
 
 /* The one way back: stop our copies, resume, thaw, define again, remove our files. Each
@@ -1094,6 +1323,12 @@ undo_thread(VsJob *job, GError **error)
             g_string_append_printf(job->undo_notes, "domain defined again; ");
         }
         j->undefined = FALSE;
+    }
+    for (guint i = j->rbd->len; i > 0; i--) {
+        VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
+
+        if ((r->clone_made || r->snap_made) && !undo_rbd(job, r, error))
+            return FALSE; /* the journal keeps it; the next start tries again */
     }
     if (j->folder && !vs_remove_flat_dir(j->folder, error))
         return FALSE;
@@ -1208,6 +1443,12 @@ enter_phase(VsJob *job, Phase phase)
         break;
     case PHASE_RESTORE:
         run_thread(job, restore_thread);
+        break;
+    case PHASE_CLONE:
+        g_clear_handle_id(&job->watchdog_source, g_source_remove);
+        vs_dbus_job1_set_freeze_ms(job->iface, job->freeze_ms);
+        job->t_flatten_start = vs_now_ms();
+        run_thread(job, clone_thread);
         break;
     case PHASE_COPY:
         run_thread(job, copy_thread);
@@ -1394,6 +1635,8 @@ vs_job_finalize(GObject *object)
     g_free(self->name);
     g_free(self->folder);
     g_free(self->quiesce_note);
+    g_free(self->fsid);
+    vs_config_free(self->config);
     G_OBJECT_CLASS(vs_job_parent_class)->finalize(object);
 }
 
@@ -1425,6 +1668,7 @@ job_new_common(guint id, const VsConfig *config, VsLibvirt *libvirt, const char 
     self->id = id;
     self->path = g_strdup_printf(VS_JOB_PATH_PREFIX "%u", id);
     self->snapshot_dir = g_strdup(config->snapshot_dir);
+    self->config = vs_config_copy(config);
     self->state_dir = g_strdup(config->state_dir);
     self->freeze_limit_ms = config->freeze_limit_ms;
     self->libvirt = g_object_ref(libvirt);
@@ -1469,6 +1713,8 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
     self->journal->folder = g_strdup(self->folder);
 
     self->cold = plan->method == VS_METHOD_COLD;
+    self->rbd = plan->method == VS_METHOD_RBD;
+    self->flatten = self->opts.flatten < 0 ? config->rbd.flatten : self->opts.flatten;
     self->disks = g_ptr_array_new_with_free_func(job_disk_free);
     for (guint i = 0; i < plan->disks->len; i++) {
         JobDisk *d = g_new0(JobDisk, 1);
@@ -1477,8 +1723,24 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
         d->plan = g_ptr_array_index(plan->disks, i);
         d->image = g_strdup_printf("%s/%s.%s", self->folder, d->plan->target, ext);
         d->part = g_strdup_printf("%s.part", d->image);
-        if (self->cold)
-            d->delta = NULL; /* cold reads the disk's own chain */
+        if (self->rbd) {
+            VsRbdSpec *spec = &d->plan->rbd_spec;
+            VsJournalRbd *jr = g_new0(VsJournalRbd, 1);
+
+            jr->conf = g_strdup(spec->conf);
+            jr->hosts = g_strdup(spec->hosts);
+            jr->user = g_strdup(spec->user);
+            jr->pool = g_strdup(spec->pool);
+            jr->ns = g_strdup(spec->ns);
+            jr->image = g_strdup(spec->image);
+            jr->snap = g_strdup_printf("virtsnap-%s", self->snapshot_id);
+            jr->clone_pool = g_strdup(config->rbd.dest_pool ? config->rbd.dest_pool : spec->pool);
+            jr->clone = g_strdup_printf("%s-%s", spec->image, self->snapshot_id);
+            g_ptr_array_add(self->journal->rbd, jr);
+            d->jr = jr;
+        }
+        if (self->cold || self->rbd)
+            d->delta = NULL; /* cold reads the disk's own chain; rbd copies nothing here */
         else if (self->opts.copy == VS_COPY_DIRECT)
             d->delta = g_strdup(d->part);
         else

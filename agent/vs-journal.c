@@ -9,12 +9,30 @@
 #define PREFIX "job-"
 #define SUFFIX ".json"
 
+static void
+rbd_item_free(gpointer p)
+{
+    VsJournalRbd *r = p;
+
+    g_free(r->conf);
+    g_free(r->hosts);
+    g_free(r->user);
+    g_free(r->pool);
+    g_free(r->ns);
+    g_free(r->image);
+    g_free(r->snap);
+    g_free(r->clone_pool);
+    g_free(r->clone);
+    g_free(r);
+}
+
 VsJournalEntry *
 vs_journal_entry_new(void)
 {
     VsJournalEntry *entry = g_new0(VsJournalEntry, 1);
 
     entry->copies = g_ptr_array_new_with_free_func(g_free);
+    entry->rbd = g_ptr_array_new_with_free_func(rbd_item_free);
     return entry;
 }
 
@@ -30,6 +48,7 @@ vs_journal_entry_free(VsJournalEntry *entry)
     g_free(entry->phase);
     g_free(entry->saved_xml);
     g_ptr_array_unref(entry->copies);
+    g_ptr_array_unref(entry->rbd);
     g_free(entry);
 }
 
@@ -65,6 +84,28 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
     json_builder_add_boolean_value(b, entry->suspended);
     json_builder_set_member_name(b, "saved");
     json_builder_add_boolean_value(b, entry->saved);
+    json_builder_set_member_name(b, "rbd");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < entry->rbd->len; i++) {
+        VsJournalRbd *r = g_ptr_array_index(entry->rbd, i);
+        const char *fields[][2] = {{"conf", r->conf},  {"hosts", r->hosts},
+                                   {"user", r->user},  {"pool", r->pool},
+                                   {"ns", r->ns},      {"image", r->image},
+                                   {"snap", r->snap},  {"clone-pool", r->clone_pool},
+                                   {"clone", r->clone}};
+
+        json_builder_begin_object(b);
+        for (guint f = 0; f < G_N_ELEMENTS(fields); f++) {
+            json_builder_set_member_name(b, fields[f][0]);
+            json_builder_add_string_value(b, fields[f][1] ? fields[f][1] : "");
+        }
+        json_builder_set_member_name(b, "snap-made");
+        json_builder_add_boolean_value(b, r->snap_made);
+        json_builder_set_member_name(b, "clone-made");
+        json_builder_add_boolean_value(b, r->clone_made);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
     json_builder_end_object(b);
 
     root = json_builder_get_root(b);
@@ -100,6 +141,34 @@ vs_journal_entry_from_json(const char *json, GError **error)
     entry->frozen = json_object_get_boolean_member_with_default(o, "frozen", FALSE);
     entry->suspended = json_object_get_boolean_member_with_default(o, "suspended", FALSE);
     entry->saved = json_object_get_boolean_member_with_default(o, "saved", FALSE);
+    if (json_object_has_member(o, "rbd") &&
+        JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "rbd"))) {
+        JsonArray *items = json_object_get_array_member(o, "rbd");
+
+        for (guint i = 0; i < json_array_get_length(items); i++) {
+            JsonObject *ro = json_array_get_object_element(items, i);
+            VsJournalRbd *r = g_new0(VsJournalRbd, 1);
+
+            if (!ro) {
+                g_free(r);
+                continue;
+            }
+#define STR(key) g_strdup(json_object_get_string_member_with_default(ro, key, ""))
+            r->conf = STR("conf");
+            r->hosts = STR("hosts");
+            r->user = STR("user");
+            r->pool = STR("pool");
+            r->ns = STR("ns");
+            r->image = STR("image");
+            r->snap = STR("snap");
+            r->clone_pool = STR("clone-pool");
+            r->clone = STR("clone");
+#undef STR
+            r->snap_made = json_object_get_boolean_member_with_default(ro, "snap-made", FALSE);
+            r->clone_made = json_object_get_boolean_member_with_default(ro, "clone-made", FALSE);
+            g_ptr_array_add(entry->rbd, r);
+        }
+    }
     copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;
     for (guint i = 0; copies && i < json_array_get_length(copies); i++)
         g_ptr_array_add(entry->copies, g_strdup(json_array_get_string_element(copies, i)));

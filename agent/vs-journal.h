@@ -6,6 +6,16 @@
 
 G_BEGIN_DECLS
 
+/* One RBD disk's objects a job made in the cluster. */
+typedef struct {
+    char *conf, *hosts, *user; /* how to reach the cluster */
+    char *pool, *ns, *image;   /* the source image */
+    char *snap;                /* the snapshot made on it */
+    char *clone_pool, *clone;  /* the clone made from it */
+    gboolean snap_made;
+    gboolean clone_made;
+} VsJournalRbd;
+
 typedef struct {
     char *snapshot_id;
     char *domain;
@@ -18,6 +28,7 @@ typedef struct {
     gboolean frozen;    /* a freeze may be in effect */
     gboolean suspended; /* we paused the vCPUs */
     gboolean saved;     /* we managed-saved the domain and have not started it again */
+    GPtrArray *rbd;     /* VsJournalRbd* */
 } VsJournalEntry;
 
 VsJournalEntry *vs_journal_entry_new(void);

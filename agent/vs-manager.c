@@ -12,6 +12,8 @@
 #include "vs-plan.h"
 #include "vs-policy.h"
 #include "vs-scheduler.h"
+#include "vs-rbd.h"
+#include "vs-util.h"
 #include "vs-names.h"
 #include "vs-virt-util.h"
 #include "vs-build-config.h"
@@ -29,6 +31,7 @@ struct _VsManager {
     gboolean recovered;
     GHashTable *hook_counts; /* operation -> count */
     VsScheduler *scheduler;
+    guint rbd_idle_source;
 };
 
 /* Ended jobs stay visible for a while so that callers can read their result. */
@@ -188,9 +191,23 @@ schedule_jobs(VsManager *self)
     }
 }
 
+/* Ceph connections are kept for a minute after the last job, then closed: no timer
+ * and no connection while nothing uses the cluster. */
+static gboolean
+close_idle_rbd(gpointer data)
+{
+    VsManager *self = data;
+
+    self->rbd_idle_source = 0;
+    vs_rbd_close_idle();
+    return G_SOURCE_REMOVE;
+}
+
 static void
 on_job_finished(VsJob *job, VsManager *self)
 {
+    g_clear_handle_id(&self->rbd_idle_source, g_source_remove);
+    self->rbd_idle_source = g_timeout_add_seconds(60, close_idle_rbd, self);
     if (vs_job_succeeded(job))
         vs_scheduler_job_succeeded(self->scheduler, vs_job_get_uuid(job));
     schedule_jobs(self);
@@ -295,9 +312,26 @@ static void
 start_snapshot(VsManager *self, GDBusMethodInvocation *invocation, const char *domain,
                GVariant *options, const char *why)
 {
-    CreateData *c = g_new0(CreateData, 1);
+    CreateData *c = NULL;
     g_autoptr(GError) error = NULL;
+    VsJob *other = NULL;
 
+    /* Our own job on the domain is known here, without asking libvirt (whose view,
+     * a block job on the disk, would look foreign). */
+    for (guint i = 0; i < self->jobs->len && !other; i++) {
+        VsJob *job = g_ptr_array_index(self->jobs, i);
+
+        if (!vs_job_is_finished(job) && (g_strcmp0(vs_job_get_domain(job), domain) == 0 ||
+                                         g_strcmp0(vs_job_get_uuid(job), domain) == 0))
+            other = job;
+    }
+    if (other) {
+        error = g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
+                            domain, vs_job_get_path(other));
+        reply_error(invocation, error);
+        return;
+    }
+    c = g_new0(CreateData, 1);
     vs_snapshot_options_init(&c->opts);
     if (!vs_snapshot_options_parse(&c->opts, options, &error)) {
         create_data_free(c);
@@ -474,13 +508,40 @@ handle_list_snapshots(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation,
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* An RBD snapshot's clone lives in the cluster: it goes first, then the folder. */
+static gboolean
+delete_rbd_objects(VsManager *self, const char *id, GError **error)
+{
+    g_autoptr(GVariant) list = g_variant_ref_sink(vs_catalog_list(self->config->snapshot_dir, ""));
+
+    for (gsize i = 0; i < g_variant_n_children(list); i++) {
+        g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
+        g_autoptr(GVariant) disks = NULL;
+        const char *sid = NULL;
+
+        if (!g_variant_lookup(snap, "id", "&s", &sid) || g_strcmp0(sid, id) != 0)
+            continue;
+        disks = g_variant_lookup_value(snap, "disks", G_VARIANT_TYPE("aa{sv}"));
+        for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
+            g_autoptr(GVariant) disk = g_variant_get_child_value(disks, k);
+            g_autoptr(GVariant) rbd = g_variant_lookup_value(disk, "rbd", G_VARIANT_TYPE_VARDICT);
+
+            if (rbd && !vs_rbd_delete_snapshot_disk(&self->config->rbd, rbd, error))
+                return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 static void
 delete_snapshot_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
     VsManager *self = source;
     GError *error = NULL;
 
-    if (vs_catalog_delete(self->config->snapshot_dir, data, &error))
+    if (vs_name_is_valid(data) && !delete_rbd_objects(self, data, &error))
+        g_task_return_error(task, error);
+    else if (vs_catalog_delete(self->config->snapshot_dir, data, &error))
         g_task_return_boolean(task, TRUE);
     else
         g_task_return_error(task, error);
@@ -636,6 +697,7 @@ vs_manager_dispose(GObject *object)
     g_clear_pointer(&self->jobs, g_ptr_array_unref);
     g_clear_pointer(&self->hook_counts, g_hash_table_unref);
     g_clear_object(&self->scheduler);
+    g_clear_handle_id(&self->rbd_idle_source, g_source_remove);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
 
@@ -664,23 +726,12 @@ vs_manager_class_init(VsManagerClass *klass)
     object_class->finalize = vs_manager_finalize;
 }
 
-static VsConfig *
-config_copy(const VsConfig *config)
-{
-    VsConfig *copy = g_memdup2(config, sizeof(*config));
-
-    copy->uri = g_strdup(config->uri);
-    copy->snapshot_dir = g_strdup(config->snapshot_dir);
-    copy->state_dir = g_strdup(config->state_dir);
-    return copy;
-}
-
 VsManager *
 vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
 {
     VsManager *self = g_object_new(VS_TYPE_MANAGER, NULL);
 
-    self->config = config_copy(config);
+    self->config = vs_config_copy(config);
     self->libvirt = g_object_ref(libvirt);
     self->skeleton = vs_dbus_agent1_skeleton_new();
     self->object_manager = g_dbus_object_manager_server_new(VS_AGENT_PATH);

@@ -43,6 +43,7 @@ vs_snapshot_options_init(VsSnapshotOptions *opts)
     opts->quiesce = VS_QUIESCE_TRY;
     opts->format = VS_FORMAT_QCOW2;
     opts->copy = VS_COPY_SHALLOW;
+    opts->flatten = -1;
 }
 
 void
@@ -155,6 +156,10 @@ parse_one(VsSnapshotOptions *opts, const char *key, GVariant *value, GError **er
         if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
             return FALSE;
         opts->force = g_variant_get_boolean(value);
+    } else if (strcmp(key, VS_OPT_FLATTEN) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
+            return FALSE;
+        opts->flatten = g_variant_get_boolean(value);
     } else if (strcmp(key, VS_OPT_BANDWIDTH) == 0) {
         if (!check_type(key, value, G_VARIANT_TYPE_UINT64, error))
             return FALSE;

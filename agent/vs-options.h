@@ -21,6 +21,7 @@ typedef struct {
     gboolean force;
     gboolean legacy_undefine;
     guint64 bandwidth; /* bytes/s for the mirror, 0: unlimited */
+    int flatten;       /* rbd: -1 the configured default, 0 no, 1 yes */
 } VsSnapshotOptions;
 
 void vs_snapshot_options_init(VsSnapshotOptions *opts);

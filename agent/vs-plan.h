@@ -7,6 +7,7 @@
 #include <libvirt/libvirt.h>
 
 #include "vs-options.h"
+#include "vs-rbd.h"
 
 G_BEGIN_DECLS
 
@@ -18,6 +19,8 @@ typedef struct {
     char *backing_format;
     guint64 capacity;   /* virtual size in bytes */
     guint cluster_size; /* of a qcow2 source; 0: qemu-img's default */
+    gboolean rbd;       /* lives in Ceph RBD: see rbd_spec */
+    VsRbdSpec rbd_spec;
 } VsPlanDisk;
 
 typedef struct {
@@ -35,8 +38,10 @@ typedef struct {
     gboolean foreign_jobs;   /* some chosen disk has a block job that is not ours (force given) */
     VsMethod method;
     char *method_reason;
-    char *skipped;    /* disks left out by default (CD-ROMs, read-only, shareable) */
-    GPtrArray *disks; /* VsPlanDisk* */
+    char *skipped;         /* disks left out by default (CD-ROMs, read-only, shareable) */
+    GString *rbd_targets;  /* chosen disks in Ceph RBD, "vda, vdb" */
+    GString *file_targets; /* chosen local disks */
+    GPtrArray *disks;      /* VsPlanDisk* */
 } VsPlan;
 
 void vs_plan_free(VsPlan *plan);

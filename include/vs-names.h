@@ -22,6 +22,7 @@
 #define VS_OPT_FORCE           "force"    /* b: abort block jobs that are not ours */
 #define VS_OPT_LEGACY_UNDEFINE "legacy-undefine" /* b: use undefine/rebase, not a transient job */
 #define VS_OPT_BANDWIDTH       "bandwidth"       /* t: copy bandwidth limit, bytes/s (0: none) */
+#define VS_OPT_FLATTEN         "flatten" /* b: rbd: flatten the clone (default: [rbd] flatten) */
 
 /* Job states, as seen in Job1.State */
 #define VS_STATE_QUEUED      "queued"

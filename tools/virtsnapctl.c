@@ -638,6 +638,7 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
     gboolean compress = FALSE, force = FALSE, wait = FALSE, legacy = FALSE;
     g_autofree char *bandwidth = NULL;
     guint64 bandwidth_bytes = 0;
+    gboolean flatten = FALSE, no_flatten = FALSE;
     const GOptionEntry entries[] = {
         {"disk", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &disks, "Snapshot this disk (repeatable)",
          "TARGET"},
@@ -651,6 +652,9 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
         {"force", 0, 0, G_OPTION_ARG_NONE, &force, "Abort block jobs that are not ours", NULL},
         {"legacy-undefine", 0, 0, G_OPTION_ARG_NONE, &legacy,
          "Use undefine/rebase instead of a transient copy job", NULL},
+        {"flatten", 0, 0, G_OPTION_ARG_NONE, &flatten, "rbd: flatten the clone (a full copy)",
+         NULL},
+        {"no-flatten", 0, 0, G_OPTION_ARG_NONE, &no_flatten, "rbd: keep the clone thin", NULL},
         {"bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
          "Limit the copy to this many bytes/s (suffix K, M, G)", "RATE"},
         {"wait", 'w', 0, G_OPTION_ARG_NONE, &wait, "Wait for the job; show progress", NULL},
@@ -691,6 +695,8 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
         g_variant_builder_add(&b, "{sv}", VS_OPT_LEGACY_UNDEFINE, g_variant_new_boolean(TRUE));
     if (bandwidth_bytes)
         g_variant_builder_add(&b, "{sv}", VS_OPT_BANDWIDTH, g_variant_new_uint64(bandwidth_bytes));
+    if (flatten || no_flatten)
+        g_variant_builder_add(&b, "{sv}", VS_OPT_FLATTEN, g_variant_new_boolean(flatten));
 
     if (!vs_dbus_agent1_call_create_snapshot_sync(ctl->agent, argv[1], g_variant_builder_end(&b),
                                                   &path, NULL, &error))

@@ -30,7 +30,10 @@ test_values(void)
                                                 "freeze_limit_ms = 2500\n"
                                                 "colour = blue\n"
                                                 "[rbd]\n"
-                                                "ceph_conf = /etc/ceph/ceph.conf\n"
+                                                "ceph_conf = /etc/ceph/lab.conf\n"
+                                                "dest_pool = backups\n"
+                                                "flatten = true\n"
+                                                "connect_timeout_s = 3\n"
                                                 "[nonsense]\n",
                                                 warnings, &error);
 
@@ -40,6 +43,16 @@ test_values(void)
     g_assert_cmpstr(c->state_dir, ==, "/srv/state");
     g_assert_cmpuint(c->max_jobs, ==, 4);
     g_assert_cmpuint(c->freeze_limit_ms, ==, 2500);
+    g_assert_cmpstr(c->rbd.ceph_conf, ==, "/etc/ceph/lab.conf");
+    g_assert_cmpstr(c->rbd.dest_pool, ==, "backups");
+    g_assert_true(c->rbd.flatten);
+    g_assert_cmpuint(c->rbd.connect_timeout_s, ==, 3);
+    {
+        g_autoptr(VsConfig) copy = vs_config_copy(c);
+
+        g_assert_cmpstr(copy->rbd.dest_pool, ==, "backups");
+        g_assert_true(copy->rbd.dest_pool != c->rbd.dest_pool);
+    }
     /* The unknown key and section are reported, [rbd] is not (it belongs to the RBD path). */
     g_assert_cmpuint(warnings->len, ==, 2);
     g_assert_nonnull(strstr(g_ptr_array_index(warnings, 0), "colour"));
@@ -67,6 +80,8 @@ test_invalid(void)
     expect_invalid("[agent]\nsnapshot_dir = relative/dir\n", "not an absolute path");
     expect_invalid("[agent]\nuri =\n", "empty value");
     expect_invalid("this is not a key file", "");
+    expect_invalid("[rbd]\nflatten = sometimes\n", "[rbd] flatten");
+    expect_invalid("[rbd]\nconnect_timeout_s = 0\n", "connect_timeout_s");
 }
 
 static void

@@ -30,6 +30,7 @@ test_defaults(void)
     g_assert_null(opts.disks);
     g_assert_null(opts.name);
     g_assert_false(opts.force);
+    g_assert_cmpint(opts.flatten, ==, -1);
 }
 
 static void
@@ -84,6 +85,7 @@ test_refused(void)
     expect_refused("{'name': <42>}", "must be of type 's'");
     expect_refused("{'compress': <'yes'>}", "must be of type 'b'");
     expect_refused("{'bandwidth': <1048576>}", "must be of type 't'");
+    expect_refused("{'flatten': <'yes'>}", "must be of type 'b'");
     expect_refused("{'compress': <true>, 'format': <'raw'>}", "needs format qcow2");
     expect_refused("{'compress': <true>, 'copy': <'direct'>}", "copy=direct");
 }

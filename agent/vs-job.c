@@ -1203,12 +1203,13 @@ finish(VsJob *job, const char *state)
 static gboolean
 undo_rbd(VsJob *job, VsJournalRbd *r, GError **error)
 {
+    /* A record read back from disk has "" where a live job has NULL. */
     VsRbdSpec spec = {r->pool,
                       r->ns,
                       r->image,
-                      *r->conf ? r->conf : NULL,
-                      *r->hosts ? r->hosts : NULL,
-                      *r->user ? r->user : NULL};
+                      r->conf && *r->conf ? r->conf : NULL,
+                      r->hosts && *r->hosts ? r->hosts : NULL,
+                      r->user && *r->user ? r->user : NULL};
     g_autoptr(VsRbdCluster) cluster = vs_rbd_connect(&job->config->rbd, &spec, error);
 
     if (!cluster)
@@ -1735,7 +1736,9 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
             jr->image = g_strdup(spec->image);
             jr->snap = g_strdup_printf("virtsnap-%s", self->snapshot_id);
             jr->clone_pool = g_strdup(config->rbd.dest_pool ? config->rbd.dest_pool : spec->pool);
-            jr->clone = g_strdup_printf("%s-%s", spec->image, self->snapshot_id);
+            /* Named after the snapshot's name (the id unless given), so that users
+             * recognise it; an existing image of that name is refused, never reused. */
+            jr->clone = g_strdup_printf("%s-%s", spec->image, self->name);
             g_ptr_array_add(self->journal->rbd, jr);
             d->jr = jr;
         }

@@ -226,7 +226,7 @@ class Agent:
         return left
 
 
-_TYPES = {'disks': 'as', 'compress': 'b', 'force': 'b', 'legacy_undefine': 'b',
+_TYPES = {'disks': 'as', 'compress': 'b', 'force': 'b', 'legacy_undefine': 'b', 'flatten': 'b',
           'bandwidth': 't'}
 
 

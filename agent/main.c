@@ -10,6 +10,7 @@
 #include "vs-error.h"
 #include "vs-libvirt.h"
 #include "vs-manager.h"
+#include "vs-bus.h"
 #include "vs-names.h"
 #include "vs-virt-util.h"
 
@@ -101,18 +102,6 @@ on_name_lost(GDBusConnection *bus, const char *name, gpointer data)
     g_main_loop_quit(d->loop);
 }
 
-static GDBusConnection *
-open_bus(GError **error)
-{
-    if (opt_address)
-        return g_dbus_connection_new_for_address_sync(
-            opt_address,
-            G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
-                G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-            NULL, NULL, error);
-    return g_bus_get_sync(opt_session ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM, NULL, error);
-}
-
 static gboolean
 make_dir(const char *path, int mode, GError **error)
 {
@@ -193,7 +182,7 @@ main(int argc, char **argv)
     virSetErrorFunc(NULL, silent_libvirt_errors);
     vs_libvirt_init_event_loop();
 
-    bus = open_bus(&error);
+    bus = vs_bus_open(opt_address, opt_session, &error);
     if (!bus) {
         g_printerr("virtsnapd: cannot connect to the bus: %s\n", error->message);
         return 1;

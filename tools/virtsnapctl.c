@@ -11,6 +11,7 @@
 #include "vs-build-config.h"
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
+#include "vs-bus.h"
 #include "vs-names.h"
 
 enum {
@@ -946,18 +947,6 @@ command_summary(void)
     return g_string_free(s, FALSE);
 }
 
-static GDBusConnection *
-open_bus(GError **error)
-{
-    if (opt_address)
-        return g_dbus_connection_new_for_address_sync(
-            opt_address,
-            G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
-                G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-            NULL, NULL, error);
-    return g_bus_get_sync(opt_session ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM, NULL, error);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -992,7 +981,7 @@ main(int argc, char **argv)
         return usage_error("unknown command '%s'", argv[1]);
 
     (void)vs_error_quark(); /* so remote errors come back as VsError */
-    bus = open_bus(&error);
+    bus = vs_bus_open(opt_address, opt_session, &error);
     if (!bus) {
         g_printerr("virtsnapctl: cannot connect to the bus: %s\n", error->message);
         return EXIT_NO_AGENT;

@@ -123,8 +123,9 @@ struct _VsJob {
     gint64 pause_ms;
     gint64 t_start, t_copy_start, t_copy_end, t_flatten_start, t_flatten_end;
     gint64 t_down_start, downtime_ms;
-    gboolean cold; /* method cold (a running domain is saved first) or offline */
-    gboolean rbd;  /* method rbd: snapshots and clones in the cluster */
+    gint64 t_requested; /* CreateSnapshot's arrival: total-ms counts validation too */
+    gboolean cold;      /* method cold (a running domain is saved first) or offline */
+    gboolean rbd;       /* method rbd: snapshots and clones in the cluster */
     gboolean flatten;
     VsConfig *config;
     char *fsid;
@@ -1144,7 +1145,9 @@ build_result(VsJob *job)
         g_variant_builder_add(&b, "{sv}", "flatten-ms",
                               g_variant_new_int64(job->t_flatten_end - job->t_flatten_start));
     }
-    g_variant_builder_add(&b, "{sv}", "total-ms", g_variant_new_int64(vs_now_ms() - job->t_start));
+    g_variant_builder_add(
+        &b, "{sv}", "total-ms",
+        g_variant_new_int64(vs_now_ms() - (job->t_requested ? job->t_requested : job->t_start)));
     g_variant_builder_init(&disks, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < job->disks->len; i++) {
         JobDisk *d = g_ptr_array_index(job->disks, i);
@@ -1696,11 +1699,12 @@ job_new_common(guint id, const VsConfig *config, VsLibvirt *libvirt, const char 
 
 VsJob *
 vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
-           VsSnapshotOptions *opts)
+           VsSnapshotOptions *opts, gint64 requested_ms)
 {
     VsJob *self = job_new_common(id, config, libvirt, plan->name, plan->uuid);
 
     self->plan = plan;
+    self->t_requested = requested_ms;
     self->opts = *opts;
     memset(opts, 0, sizeof(*opts)); /* taken */
     self->snapshot_id = vs_make_snapshot_id();

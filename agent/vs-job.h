@@ -19,7 +19,7 @@ G_DECLARE_FINAL_TYPE(VsJob, vs_job, VS, JOB, GObject)
 
 /* A job for @plan (taken). It stays "queued" until vs_job_start(). */
 VsJob *vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
-                  VsSnapshotOptions *opts);
+                  VsSnapshotOptions *opts, gint64 requested_ms);
 
 /* A job that repairs what an interrupted job of an earlier agent left behind,
  * from its journal @entry (taken); it ends "interrupted". */

@@ -248,6 +248,7 @@ typedef struct {
     VsSnapshotOptions opts;
     char *snapshot_dir;
     char *why; /* a policy's request; NULL for a caller's */
+    gint64 requested_ms;
 } CreateData;
 
 static void
@@ -298,7 +299,7 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
         return;
     }
     job = vs_job_new(++self->next_job_id, self->config, self->libvirt, g_steal_pointer(&plan),
-                     &c->opts);
+                     &c->opts, c->requested_ms);
     add_job(self, job);
     if (invocation)
         vs_dbus_agent1_complete_create_snapshot(self->skeleton, invocation, vs_job_get_path(job));
@@ -341,6 +342,7 @@ start_snapshot(VsManager *self, GDBusMethodInvocation *invocation, const char *d
     c->domain = g_strdup(domain);
     c->snapshot_dir = g_strdup(self->config->snapshot_dir);
     c->why = g_strdup(why);
+    c->requested_ms = vs_now_ms();
     run_with_connection(self, invocation, plan_work, c, create_data_free, plan_done);
 }
 

@@ -42,7 +42,10 @@ vs_snapshot_options_init(VsSnapshotOptions *opts)
     opts->method = VS_METHOD_AUTO;
     opts->quiesce = VS_QUIESCE_TRY;
     opts->format = VS_FORMAT_QCOW2;
-    opts->copy = VS_COPY_SHALLOW;
+    /* Measured (tests/bench): mirroring the whole chain into the final image and skipping
+     * the flatten pass takes 0.30x Nova's total, shallow+flatten 0.5-0.7x, with the same
+     * freeze window. Compression needs qemu-img, so it keeps the shallow way. */
+    opts->copy = VS_COPY_DIRECT;
     opts->flatten = -1;
 }
 
@@ -181,11 +184,13 @@ vs_snapshot_options_parse(VsSnapshotOptions *opts, GVariant *dict, GError **erro
     GVariantIter iter;
     const char *key;
     GVariant *value;
+    gboolean copy_given = FALSE;
 
     g_variant_iter_init(&iter, dict);
     while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
         g_autoptr(GVariant) owned = value;
 
+        copy_given |= strcmp(key, VS_OPT_COPY) == 0;
         if (!parse_one(opts, key, value, error))
             return FALSE;
     }
@@ -194,6 +199,8 @@ vs_snapshot_options_parse(VsSnapshotOptions *opts, GVariant *dict, GError **erro
                     "option 'compress' needs format qcow2");
         return FALSE;
     }
+    if (opts->compress && opts->copy == VS_COPY_DIRECT && !copy_given)
+        opts->copy = VS_COPY_SHALLOW;
     if (opts->compress && opts->copy == VS_COPY_DIRECT) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                     "option 'compress' cannot be used with copy=direct (the mirror writes "

@@ -26,7 +26,7 @@ test_defaults(void)
     g_assert_cmpint(opts.method, ==, VS_METHOD_AUTO);
     g_assert_cmpint(opts.quiesce, ==, VS_QUIESCE_TRY);
     g_assert_cmpint(opts.format, ==, VS_FORMAT_QCOW2);
-    g_assert_cmpint(opts.copy, ==, VS_COPY_SHALLOW);
+    g_assert_cmpint(opts.copy, ==, VS_COPY_DIRECT);
     g_assert_null(opts.disks);
     g_assert_null(opts.name);
     g_assert_false(opts.force);
@@ -54,6 +54,18 @@ test_all_set(void)
     g_assert_true(opts.force);
     g_assert_true(opts.legacy_undefine);
     g_assert_cmpuint(opts.bandwidth, ==, 1048576);
+}
+
+static void
+test_compress_picks_shallow(void)
+{
+    g_auto(VsSnapshotOptions) opts;
+    g_autoptr(GError) error = NULL;
+
+    /* The mirror cannot compress: compression without a copy mode goes shallow. */
+    g_assert_true(parse("{'compress': <true>}", &opts, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(opts.copy, ==, VS_COPY_SHALLOW);
 }
 
 static void
@@ -121,6 +133,7 @@ main(int argc, char **argv)
     g_test_add_func("/options/defaults", test_defaults);
     g_test_add_func("/options/all-set", test_all_set);
     g_test_add_func("/options/refused", test_refused);
+    g_test_add_func("/options/compress-picks-shallow", test_compress_picks_shallow);
     g_test_add_func("/options/names", test_names);
     return g_test_run();
 }

@@ -1,0 +1,580 @@
+#!/usr/bin/python3
+"""virtsnap root lab: a system-mode libvirtd (``qemu:///system``) for the tests
+that need what only a privileged daemon does -- libvirt runs hooks only there,
+from /etc/libvirt/hooks/qemu.d (a session libvirtd runs none).
+
+Run as root.  ``SystemLab`` starts, as its own children, a private
+``dbus-daemon`` (for the agent and the hook to meet on), ``virtlogd`` and a
+monolithic ``libvirtd`` in the foreground; guests are built with lab.py's
+pieces (disk images, domain XML, ``Guest``).  It refuses to start next to a
+system libvirtd the machine already runs, or when the machine has system
+domains that our daemon would load (and autostart).
+
+Everything it adds to the machine -- the users libvirt-qemu/libvirt-qemu
+(Debian's libvirt wants both and only libvirt-daemon-system makes them),
+/run/libvirt, /var/{lib,cache,log}/libvirt, new entries in /etc/libvirt, the
+hook -- is written down in an undo record before it is made, and
+``SystemLab.stop()`` undoes exactly that.  stop() runs at exit too, and a
+watchdog process runs the same undo if the test process dies without it.
+"""
+
+import atexit
+import grp
+import json
+import os
+import pwd
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from xml.sax.saxutils import escape as _xml_escape
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab as labmod  # noqa: E402
+from lab import READY_MARKER, Guest, LabError  # noqa: E402,F401
+
+__all__ = ['SystemLab', 'LabError', 'READY_MARKER', 'system_daemons_running']
+
+LIBVIRT_URI = 'qemu:///system'
+LIBVIRT_SOCKET = '/run/libvirt/libvirt-sock'
+VIRTLOGD_SOCKET = '/run/libvirt/virtlogd-sock'
+QEMU_USER = 'libvirt-qemu'
+QEMU_GROUP = 'libvirt-qemu'
+HOOKS_DIR = '/etc/libvirt/hooks'
+HOOK_PATH = os.path.join(HOOKS_DIR, 'qemu.d', 'virtsnap')
+# Where a system libvirtd and virtlogd leave things; any of them that did not
+# exist before the lab started is removed when it stops.
+_DAEMON_PATHS = ['/run/libvirt', '/var/lib/libvirt', '/var/cache/libvirt', '/var/log/libvirt',
+                 '/run/libvirtd.pid', '/run/virtlogd.pid']
+_ETC = '/etc/libvirt'
+_CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+_STOP_GRACE = 10.0
+
+
+def system_daemons_running():
+    """Descriptions of a system libvirt daemon this machine runs already (root
+    libvirtd, virtqemud or virtlogd, or a live /run/libvirt/libvirt-sock)."""
+    found = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f'/proc/{name}').st_uid != 0:
+                continue
+            with open(f'/proc/{name}/comm') as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm in ('libvirtd', 'virtqemud', 'virtlogd') and labmod._pid_alive(int(name)):
+            found.append(f'{comm} (pid {name})')
+    if _connectable(LIBVIRT_SOCKET):
+        found.append(f'something listening on {LIBVIRT_SOCKET}')
+    return found
+
+
+def _connectable(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _processes_naming(key):
+    """PIDs of live processes (any user: QEMU runs as libvirt-qemu) whose
+    command line names *key*; this process and its ancestors excluded."""
+    skip = labmod._ancestors()
+    found = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) in skip:
+            continue
+        try:
+            with open(f'/proc/{name}/cmdline', 'rb') as f:
+                if key.encode() in f.read() and labmod._pid_alive(int(name)):
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+def _stop_pid(pid, grace):
+    if not pid or not labmod._pid_alive(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not labmod._wait_pid_gone(pid, grace):
+            os.kill(pid, signal.SIGKILL)
+            labmod._wait_pid_gone(pid, 5)
+    except ProcessLookupError:
+        pass
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _undo_hook(hook):
+    _remove(HOOK_PATH)
+    if hook.get('backup'):
+        shutil.copy2(hook['backup'], HOOK_PATH, follow_symlinks=False)
+    for d in hook.get('made_dirs', []):
+        try:
+            os.rmdir(d)  # only if still empty: someone else's hook may be there now
+        except OSError:
+            pass
+
+
+def undo(record):
+    """Take back everything an undo *record* lists, in the one safe order:
+    guests, daemons, stray QEMU/agents, the hook, files, users, the work dir.
+    Used by SystemLab.stop() and by the watchdog alike; safe to run twice."""
+    workdir = record['workdir']
+    if _connectable(LIBVIRT_SOCKET) and record.get('pids', {}).get('libvirtd'):
+        for name in record.get('guests', []):
+            for args in (['destroy', name], ['undefine', '--managed-save', name]):
+                subprocess.run(['virsh', '-c', LIBVIRT_URI, *args], capture_output=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+    for name in ('libvirtd', 'virtlogd', 'dbus-daemon'):
+        _stop_pid(record.get('pids', {}).get(name), _STOP_GRACE)
+    for pid in _processes_naming(workdir.rstrip('/') + '/'):
+        _stop_pid(pid, 2)
+    if record.get('hook'):
+        _undo_hook(record['hook'])
+    for path in record.get('made_paths', []):
+        _remove(path)
+    if 'etc_before' in record:  # e.g. /etc/libvirt/qemu, made at the first define
+        for name in _listdir(_ETC):
+            if name not in record['etc_before']:
+                _remove(os.path.join(_ETC, name))
+    for user in record.get('made_users', []):
+        subprocess.run(['userdel', user], capture_output=True)
+    for group in record.get('made_groups', []):
+        if _group_exists(group):
+            subprocess.run(['groupdel', group], capture_output=True)
+    if not record.get('keep'):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _group_exists(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _user_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _watchdog_main(record_path):
+    """Child process: waits for its stdin to close; unless told 'done', runs
+    the undo record (the lab's process died without stopping it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    data = b''
+    while True:
+        try:
+            chunk = os.read(0, 64)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    if b'done' not in data:
+        with open(record_path) as f:
+            undo(json.load(f))
+    return 0
+
+
+class SystemLab:
+    """A system-mode libvirtd, virtlogd and private dbus-daemon, plus guests.
+
+    ``lab.bus_address`` (the private bus), ``lab.libvirt_uri``
+    (``qemu:///system``), ``lab.env`` (for clients), ``lab.libvirtd_log``
+    (libvirtd's log; with log_commands=True it holds every command libvirtd
+    runs with its stdout and stderr -- the only place a hook's stderr shows
+    when the hook succeeds).
+    """
+
+    # lab.py's disk maker and O_DIRECT probe use no session state.
+    make_disk = labmod.Lab.make_disk
+    _direct_io_works = staticmethod(labmod.Lab._direct_io_works)
+
+    def __init__(self, assets=None, log_commands=True):
+        self.assets = os.path.abspath(assets or os.environ.get('VIRTSNAP_LAB_ASSETS', '') or '.')
+        self.log_commands = log_commands
+        self.keep = os.environ.get('VIRTSNAP_LAB_KEEP') == '1'
+        self.workdir = None
+        self.bus_address = None
+        self.libvirt_uri = LIBVIRT_URI
+        self.env = None
+        self.guests = {}
+        self.timings = {}
+        self._procs = {}
+        self._record = None
+        self._watchdog = None
+        self._started = False
+        self._stopped = False
+
+    # -- paths -----------------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.workdir, *parts)
+
+    @property
+    def images_dir(self):
+        return self.path('images')
+
+    @property
+    def logs_dir(self):
+        return self.path('logs')
+
+    @property
+    def kernel(self):
+        return os.path.join(self.images_dir, 'vmlinuz')
+
+    @property
+    def initrd(self):
+        return os.path.join(self.images_dir, 'initrd.img')
+
+    @property
+    def libvirtd_log(self):
+        return self.path('logs', 'libvirtd.log')
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        if self._started:
+            raise LabError('lab already started')
+        if os.getuid() != 0:
+            raise LabError('the system lab must run as root (it starts a system libvirtd)')
+        running = system_daemons_running()
+        if running:
+            raise LabError('a system libvirt daemon is running on this machine already ('
+                           + ', '.join(running) + '); the system lab will not start next to it')
+        machine_domains = [n for n in _listdir(os.path.join(_ETC, 'qemu')) if n.endswith('.xml')]
+        if machine_domains:
+            raise LabError(f'this machine has system domains in {_ETC}/qemu ({machine_domains}); '
+                           'a system libvirtd started by the lab would load and autostart them')
+        for f in ('vmlinuz', 'initrd.img'):
+            if not os.access(os.path.join(self.assets, f), os.R_OK):
+                raise LabError(f'{self.assets}/{f} is missing: run tests/lab/build-guest.sh '
+                               'and set VIRTSNAP_LAB_ASSETS')
+        self._started = True
+        t0 = time.monotonic()
+        # Short (UNIX socket paths) and readable by libvirt-qemu.
+        self.workdir = tempfile.mkdtemp(prefix='vss-', dir='/tmp')
+        os.chmod(self.workdir, 0o755)
+        self._record = {'workdir': self.workdir, 'keep': self.keep, 'pids': {}, 'guests': [],
+                        'made_paths': [], 'made_users': [], 'made_groups': [], 'hook': None,
+                        'etc_before': _listdir(_ETC)}
+        self._record['made_paths'] = [p for p in _DAEMON_PATHS if not os.path.lexists(p)]
+        self._save_record()
+        self._start_watchdog()
+        atexit.register(self.stop)
+        try:
+            for d in ('images', 'logs', 'bus', 'bus/services', 'agent'):
+                os.makedirs(self.path(d), exist_ok=True)
+                os.chmod(self.path(d), 0o755)
+            # libvirt-qemu must read them: QEMU opens the kernel and initrd itself.
+            for f in ('vmlinuz', 'initrd.img'):
+                shutil.copyfile(os.path.join(self.assets, f), self.path('images', f))
+                os.chmod(self.path('images', f), 0o644)
+            self._ensure_qemu_user()
+            for d in ('/var/log/libvirt', '/run/libvirt'):
+                os.makedirs(d, exist_ok=True)
+            self._start_dbus()
+            self._write_configs()
+            self.env = {'PATH': _CLEAN_PATH, 'HOME': os.environ.get('HOME', '/root'),
+                        'LC_ALL': 'C', 'LIBVIRT_DEFAULT_URI': LIBVIRT_URI}
+            self._start_virtlogd()
+            self.start_libvirtd()
+            self.timings['start'] = time.monotonic() - t0
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _save_record(self):
+        tmp = self.path('.undo.json.tmp')
+        with open(tmp, 'w') as f:
+            json.dump(self._record, f)
+        os.replace(tmp, self.path('undo.json'))
+
+    def _start_watchdog(self):
+        self._watchdog = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), '_watchdog', self.path('undo.json')],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, cwd='/')
+
+    def _ensure_qemu_user(self):
+        if not _group_exists(QEMU_GROUP):
+            self._record['made_groups'].append(QEMU_GROUP)
+            self._save_record()
+            labmod._run(['groupadd', '--system', QEMU_GROUP])
+        if not _user_exists(QEMU_USER):
+            self._record['made_users'].append(QEMU_USER)
+            self._save_record()
+            extra = ['-G', 'kvm'] if _group_exists('kvm') else []
+            labmod._run(['useradd', '--system', '--no-create-home', '--home-dir',
+                         '/var/lib/libvirt', '--shell', '/usr/sbin/nologin', '-g', QEMU_GROUP,
+                         *extra, QEMU_USER])
+
+    def _spawn(self, name, argv, stdout=None):
+        log = open(self.path('logs', f'{name}.stderr'), 'ab')
+        env = {'PATH': _CLEAN_PATH, 'HOME': os.environ.get('HOME', '/root'), 'LC_ALL': 'C'}
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or log,
+                                stderr=log, env=env, start_new_session=True, cwd=self.workdir)
+        log.close()
+        self._procs[name] = proc
+        self._record['pids'][name] = proc.pid
+        self._save_record()
+        return proc
+
+    def _wait_socket(self, name, path, timeout):
+        deadline = time.monotonic() + timeout
+        while not _connectable(path):
+            proc = self._procs[name]
+            if proc.poll() is not None:
+                raise LabError(f'{name} exited ({proc.returncode}): '
+                               + labmod._tail(self.path('logs', f'{name}.stderr'))
+                               + labmod._tail(self.path('logs', f'{name}.log')))
+            if time.monotonic() > deadline:
+                raise LabError(f'{name}: {path} not ready after {timeout}s')
+            time.sleep(0.02)
+
+    def _start_dbus(self):
+        conf = self.path('bus', 'bus.conf')
+        with open(conf, 'w') as f:
+            f.write(labmod._DBUS_CONF.format(
+                socket=_xml_escape(self.path('bus', 'socket')),
+                services=_xml_escape(self.path('bus', 'services'))))
+        proc = self._spawn('dbus-daemon', ['dbus-daemon', f'--config-file={conf}', '--nofork',
+                                           '--nopidfile', '--print-address'],
+                           stdout=subprocess.PIPE)
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        line = proc.stdout.readline().decode().strip() if ready else ''
+        proc.stdout.close()
+        if not line:
+            raise LabError('dbus-daemon did not start: '
+                           + labmod._tail(self.path('logs', 'dbus-daemon.stderr')))
+        self.bus_address = line
+
+    def _write_configs(self):
+        with open(self.path('virtlogd.conf'), 'w') as f:
+            f.write(f'log_outputs="3:file:{self.path("logs", "virtlogd.log")}"\n')
+        with open(self.path('libvirtd.conf'), 'w') as f:
+            if self.log_commands:
+                f.write('log_filters="1:util.command"\n')
+                f.write(f'log_outputs="1:file:{self.libvirtd_log}"\n')
+            else:
+                f.write(f'log_outputs="3:file:{self.libvirtd_log}"\n')
+
+    def _start_virtlogd(self):
+        # A system libvirtd hands QEMU's output to virtlogd and does not start it itself.
+        self._spawn('virtlogd', ['virtlogd', '-f', self.path('virtlogd.conf'), '-p',
+                                 self.path('virtlogd.pid')])
+        self._wait_socket('virtlogd', VIRTLOGD_SOCKET, 15)
+
+    # -- libvirtd ----------------------------------------------------------------
+    def libvirtd_running(self):
+        p = self._procs.get('libvirtd')
+        return p is not None and p.poll() is None
+
+    def start_libvirtd(self, timeout=60):
+        """Start the system libvirtd; return when its socket accepts.  It reads
+        /etc/libvirt/hooks only now: a hook installed later needs a restart."""
+        if self.libvirtd_running():
+            raise LabError('libvirtd is already running')
+        t0 = time.monotonic()
+        self._spawn('libvirtd', ['libvirtd', '-f', self.path('libvirtd.conf'), '-p',
+                                 self.path('libvirtd.pid')])
+        self._wait_socket('libvirtd', LIBVIRT_SOCKET, timeout)
+        self.timings.setdefault('libvirtd_start', []).append(time.monotonic() - t0)
+
+    def kill_libvirtd(self, sig=signal.SIGTERM, timeout=15):
+        p = self._procs.get('libvirtd')
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def restart_libvirtd(self):
+        """Running guests survive (libvirt calls the hook with 'reconnect')."""
+        self.kill_libvirtd()
+        self.start_libvirtd()
+
+    # -- the hook ----------------------------------------------------------------
+    def install_hook(self, program, env=None):
+        """Install at /etc/libvirt/hooks/qemu.d/virtsnap a wrapper that execs
+        *program* with *env* (libvirtd runs hooks with only PATH, HOME and
+        LC_ALL).  A file already there is kept aside and put back by
+        remove_hook().  Takes effect at the next start of libvirtd."""
+        if self._record['hook']:
+            self.remove_hook()
+        made = [d for d in (HOOKS_DIR, os.path.dirname(HOOK_PATH)) if not os.path.isdir(d)]
+        backup = None
+        if os.path.lexists(HOOK_PATH):
+            backup = self.path('hook.backup')
+            shutil.copy2(HOOK_PATH, backup, follow_symlinks=False)
+        # Deepest first, so that undo removes qemu.d before hooks.
+        self._record['hook'] = {'backup': backup, 'made_dirs': made[::-1]}
+        self._save_record()
+        os.makedirs(os.path.dirname(HOOK_PATH), exist_ok=True)
+        assigns = ' '.join(f'{k}={shlex.quote(v)}' for k, v in sorted((env or {}).items()))
+        tmp = HOOK_PATH + '.vslab-tmp'
+        with open(tmp, 'w') as f:
+            f.write('#!/bin/sh\n'
+                    '# virtsnap system lab (tests/lab/system.py): removed when the lab stops.\n'
+                    f'{assigns} exec {shlex.quote(os.path.abspath(program))} "$@"\n')
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, HOOK_PATH)
+
+    def remove_hook(self):
+        """Take the hook away and put back what was there before."""
+        hook = self._record['hook']
+        if not hook:
+            return
+        _undo_hook(hook)
+        self._record['hook'] = None
+        self._save_record()
+
+    @property
+    def hook_installed(self):
+        return bool(self._record and self._record['hook'])
+
+    # -- virsh -------------------------------------------------------------------
+    def virsh(self, *args, check=True, timeout=120):
+        res = self.virsh_result(*args, timeout=timeout)
+        if check and res.returncode != 0:
+            raise LabError(f'virsh {" ".join(args)} failed: {res.stderr.strip()}')
+        return res.stdout
+
+    def virsh_result(self, *args, timeout=120):
+        return labmod._run(['virsh', '-c', LIBVIRT_URI, *args], check=False, timeout=timeout,
+                           env=self.env)
+
+    def domains(self):
+        out = self.virsh('list', '--all', '--name')
+        return [n.strip() for n in out.splitlines() if n.strip()]
+
+    # -- guests ------------------------------------------------------------------
+    def make_guest(self, name, disks=1, agent=False, disk_size_mib=64, top_data_mib=0,
+                   memory_mib=256, define=True):
+        """Data disks (qcow2, whole-disk ext4; top_data_mib as in lab.py's
+        make_disk) and a persistent domain; return a lab.py Guest."""
+        if not self._started or self._stopped:
+            raise LabError('lab not running')
+        cache = 'none' if self._direct_io_works(self.images_dir) else None
+        disk_list = []
+        for i in range(disks):
+            target = labmod._target(i)
+            path = self.path('images', f'{name}-{target}.qcow2')
+            disk = self.make_disk(path, disk_size_mib, 'qcow2', False, label=f'{name}-{target}',
+                                  top_data_mib=top_data_mib)
+            disk['target'] = target
+            disk_list.append(disk)
+        console_log = self.path('logs', f'{name}-console.log')
+        xml = labmod._domain_xml(name, self.kernel, self.initrd,
+                                 'console=ttyS0 quiet panic=-1', memory_mib, 1, disk_list,
+                                 cache, agent, console_log)
+        xml_path = self.path(f'{name}.xml')
+        with open(xml_path, 'w') as f:
+            f.write(xml)
+        guest = Guest(self, name, disk_list, console_log, agent, xml_path)
+        self._record['guests'].append(name)
+        self._save_record()
+        if define:
+            self.virsh('define', xml_path)
+        self.guests[name] = guest
+        return guest
+
+    # -- stop --------------------------------------------------------------------
+    def stop(self):
+        """Undo everything; safe to call twice and after a partial start."""
+        if self._stopped or not self._started:
+            self._stopped = True
+            return
+        self._stopped = True
+        t0 = time.monotonic()
+        try:
+            undo(self._record)
+            for p in self._procs.values():
+                if p.poll() is None:
+                    p.kill()
+                p.wait(5)
+        finally:
+            if self._watchdog:
+                try:
+                    self._watchdog.stdin.write(b'done')
+                    self._watchdog.stdin.close()
+                    self._watchdog.wait(5)
+                except (OSError, subprocess.TimeoutExpired):
+                    self._watchdog.kill()
+            if self.keep:
+                print(f'system lab: kept {self.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
+            self.timings['stop'] = time.monotonic() - t0
+
+
+def _listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _selftest():
+    with SystemLab() as lab:
+        print(f'system lab up in {lab.timings["start"]:.1f}s ({lab.workdir})')
+        g = lab.make_guest('sys-one')
+        g.start()
+        print(f'sys-one ready in {g.wait_ready(90):.1f}s')
+        g.destroy()
+        workdir = lab.workdir
+    assert not os.path.exists(workdir)
+    assert not system_daemons_running(), system_daemons_running()
+    print('SELFTEST PASSED')
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == '_watchdog':
+        return _watchdog_main(argv[2])
+    if len(argv) >= 2 and argv[1] == 'selftest':
+        return _selftest()
+    print(f'usage: {argv[0]} selftest', file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -188,10 +188,12 @@ vs_snapshot_options_parse(VsSnapshotOptions *opts, GVariant *dict, GError **erro
 
     g_variant_iter_init(&iter, dict);
     while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
-        g_autoptr(GVariant) owned = value;
+        gboolean ok;
 
         copy_given |= strcmp(key, VS_OPT_COPY) == 0;
-        if (!parse_one(opts, key, value, error))
+        ok = parse_one(opts, key, value, error);
+        g_variant_unref(value);
+        if (!ok)
             return FALSE;
     }
     if (opts->compress && opts->format != VS_FORMAT_QCOW2) {

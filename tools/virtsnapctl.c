@@ -57,8 +57,6 @@ static const GOptionEntry global_entries[] = {
 static int
 exit_code_for(const GError *error)
 {
-    g_autofree char *remote = g_dbus_error_get_remote_error(error);
-
     if (g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_SERVICE_UNKNOWN) ||
         g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_NAME_HAS_NO_OWNER) ||
         g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY) ||
@@ -227,7 +225,6 @@ cmd_domains(Ctl *ctl, int argc, char **argv)
     g_print("%-24s %-10s %-10s %-6s %s\n", "NAME", "STATE", "PERSISTENT", "AGENT", "DISKS");
     g_variant_iter_init(&iter, domains);
     while ((dom = g_variant_iter_next_value(&iter))) {
-        g_autoptr(GVariant) owned = dom;
         g_autoptr(GVariant) disks = g_variant_lookup_value(dom, "disks", G_VARIANT_TYPE("aa{sv}"));
         g_autoptr(GString) disk_text = g_string_new(NULL);
         const char *agent = !dict_bool(dom, "agent-channel")    ? "-"
@@ -245,6 +242,7 @@ cmd_domains(Ctl *ctl, int argc, char **argv)
         }
         g_print("%-24s %-10s %-10s %-6s %s\n", dict_str(dom, "name"), dict_str(dom, "state"),
                 dict_bool(dom, "persistent") ? "yes" : "no", agent, disk_text->str);
+        g_variant_unref(dom);
     }
     return EXIT_OK;
 }

@@ -159,8 +159,8 @@ test_malformed(void)
         "",
         "<domain><name>x</name>",
         "<domain><devices/></domain>",
-        "<domain><name>x</name><devices><disk type='file'><source file='/a'/></disk>"
-        "</devices></domain>",
+        ("<domain><name>x</name><devices><disk type='file'><source file='/a'/></disk>"
+         "</devices></domain>"),
         "not xml at all",
     };
 

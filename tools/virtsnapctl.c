@@ -979,6 +979,19 @@ main(int argc, char **argv)
     if (!command)
         return usage_error("unknown command '%s'", argv[1]);
 
+    /* A command's own --help needs no agent: snapshot's option parser prints it and exits;
+     * the others have one usage line. */
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+            strcmp(argv[i], "-?") == 0) {
+            if (command->run == cmd_snapshot)
+                return command->run(&ctl, argc - 1, argv + 1);
+            g_print("Usage: virtsnapctl %s %s\n  %s\n", command->name, command->args,
+                    command->help);
+            return EXIT_OK;
+        }
+    }
+
     (void)vs_error_quark(); /* so remote errors come back as VsError */
     bus = vs_bus_open(opt_address, opt_session, &error);
     if (!bus) {

@@ -159,6 +159,11 @@ def test_cli_exit_codes(lab, agent):
     res = agent.ctl('domains')
     assert res.returncode == 3, res
     assert 'not running' in res.stderr or 'ServiceUnknown' in res.stderr
+    # Help needs no agent.
+    res = agent.ctl('snapshot', '--help')
+    assert res.returncode == 0 and '--copy=MODE' in res.stdout and 'default direct' in res.stdout
+    res = agent.ctl('status', '--help')
+    assert res.returncode == 0 and res.stdout.startswith('Usage: virtsnapctl status')
 
 
 def test_idle_agent_uses_no_cpu(lab, agent, writer):

@@ -1004,39 +1004,24 @@ build_metadata(VsJob *job)
     g_autofree char *created = g_date_time_format_iso8601(now);
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "id");
-    json_builder_add_string_value(b, job->snapshot_id);
-    json_builder_set_member_name(b, "name");
-    json_builder_add_string_value(b, job->name);
-    json_builder_set_member_name(b, "domain");
-    json_builder_add_string_value(b, job->domain);
-    json_builder_set_member_name(b, "uuid");
-    json_builder_add_string_value(b, job->uuid);
-    json_builder_set_member_name(b, "created");
-    json_builder_add_string_value(b, created);
-    json_builder_set_member_name(b, "created-us");
-    json_builder_add_int_value(b, g_date_time_to_unix(now) * G_USEC_PER_SEC +
-                                      g_date_time_get_microsecond(now));
-    json_builder_set_member_name(b, "method");
-    json_builder_add_string_value(b, vs_method_name(job->plan->method));
-    json_builder_set_member_name(b, "method-reason");
-    json_builder_add_string_value(b, job->plan->method_reason);
-    json_builder_set_member_name(b, "copy");
-    json_builder_add_string_value(b, job->cold ? "" : vs_copy_name(job->opts.copy));
-    json_builder_set_member_name(b, "downtime-ms");
-    json_builder_add_int_value(b, job->downtime_ms);
-    json_builder_set_member_name(b, "offline");
-    json_builder_add_boolean_value(b, job->cold && !job->plan->active);
-    json_builder_set_member_name(b, "quiesced");
-    json_builder_add_boolean_value(b, job->quiesced);
+    vs_json_add_string(b, "id", job->snapshot_id);
+    vs_json_add_string(b, "name", job->name);
+    vs_json_add_string(b, "domain", job->domain);
+    vs_json_add_string(b, "uuid", job->uuid);
+    vs_json_add_string(b, "created", created);
+    vs_json_add_int(b, "created-us",
+                    g_date_time_to_unix(now) * G_USEC_PER_SEC + g_date_time_get_microsecond(now));
+    vs_json_add_string(b, "method", vs_method_name(job->plan->method));
+    vs_json_add_string(b, "method-reason", job->plan->method_reason);
+    vs_json_add_string(b, "copy", job->cold ? "" : vs_copy_name(job->opts.copy));
+    vs_json_add_int(b, "downtime-ms", job->downtime_ms);
+    vs_json_add_bool(b, "offline", job->cold && !job->plan->active);
+    vs_json_add_bool(b, "quiesced", job->quiesced);
     if (job->quiesce_note) {
-        json_builder_set_member_name(b, "quiesce-note");
-        json_builder_add_string_value(b, job->quiesce_note);
+        vs_json_add_string(b, "quiesce-note", job->quiesce_note);
     }
-    json_builder_set_member_name(b, "freeze-ms");
-    json_builder_add_int_value(b, job->freeze_ms);
-    json_builder_set_member_name(b, "pause-ms");
-    json_builder_add_int_value(b, job->pause_ms);
+    vs_json_add_int(b, "freeze-ms", job->freeze_ms);
+    vs_json_add_int(b, "pause-ms", job->pause_ms);
     json_builder_set_member_name(b, "disks");
     json_builder_begin_array(b);
     for (guint i = 0; i < job->disks->len; i++) {
@@ -1047,18 +1032,12 @@ build_metadata(VsJob *job)
         if (!job->rbd)
             g_stat(d->image, &st);
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "target");
-        json_builder_add_string_value(b, d->plan->target);
-        json_builder_set_member_name(b, "image");
-        json_builder_add_string_value(b, location);
-        json_builder_set_member_name(b, "format");
-        json_builder_add_string_value(b, job->rbd ? "rbd" : vs_format_name(job->opts.format));
-        json_builder_set_member_name(b, "virtual-size");
-        json_builder_add_int_value(b, disk_size(job, d));
-        json_builder_set_member_name(b, "bytes");
-        json_builder_add_int_value(b, (gint64)st.st_blocks * 512);
-        json_builder_set_member_name(b, "source");
-        json_builder_add_string_value(b, d->plan->source);
+        vs_json_add_string(b, "target", d->plan->target);
+        vs_json_add_string(b, "image", location);
+        vs_json_add_string(b, "format", job->rbd ? "rbd" : vs_format_name(job->opts.format));
+        vs_json_add_int(b, "virtual-size", disk_size(job, d));
+        vs_json_add_int(b, "bytes", (gint64)st.st_blocks * 512);
+        vs_json_add_string(b, "source", d->plan->source);
         if (job->rbd) {
             /* What DeleteSnapshot needs to find and remove it again. */
             g_autofree char *parent =
@@ -1072,22 +1051,17 @@ build_metadata(VsJob *job)
 
             json_builder_set_member_name(b, "rbd");
             json_builder_begin_object(b);
-            for (guint f = 0; f < G_N_ELEMENTS(fields); f++) {
-                json_builder_set_member_name(b, fields[f][0]);
-                json_builder_add_string_value(b, fields[f][1] ? fields[f][1] : "");
-            }
-            json_builder_set_member_name(b, "flattened");
-            json_builder_add_boolean_value(b, job->flatten);
+            for (guint f = 0; f < G_N_ELEMENTS(fields); f++)
+                vs_json_add_string(b, fields[f][0], fields[f][1]);
+            vs_json_add_bool(b, "flattened", job->flatten);
             json_builder_end_object(b);
         }
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "domain-xml");
-    json_builder_add_string_value(b, job->plan->inactive_xml ? job->plan->inactive_xml
-                                                             : job->plan->live_xml);
-    json_builder_set_member_name(b, "agent-version");
-    json_builder_add_string_value(b, VS_VERSION);
+    vs_json_add_string(b, "domain-xml",
+                       job->plan->inactive_xml ? job->plan->inactive_xml : job->plan->live_xml);
+    vs_json_add_string(b, "agent-version", VS_VERSION);
     json_builder_end_object(b);
     return json_builder_get_root(b);
 }

@@ -59,31 +59,21 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
     g_autoptr(JsonNode) root = NULL;
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "snapshot-id");
-    json_builder_add_string_value(b, entry->snapshot_id);
-    json_builder_set_member_name(b, "domain");
-    json_builder_add_string_value(b, entry->domain);
-    json_builder_set_member_name(b, "uuid");
-    json_builder_add_string_value(b, entry->uuid);
-    json_builder_set_member_name(b, "folder");
-    json_builder_add_string_value(b, entry->folder);
-    json_builder_set_member_name(b, "phase");
-    json_builder_add_string_value(b, entry->phase ? entry->phase : "");
-    json_builder_set_member_name(b, "undefined");
-    json_builder_add_boolean_value(b, entry->undefined);
-    json_builder_set_member_name(b, "saved-xml");
-    json_builder_add_string_value(b, entry->saved_xml ? entry->saved_xml : "");
+    vs_json_add_string(b, "snapshot-id", entry->snapshot_id);
+    vs_json_add_string(b, "domain", entry->domain);
+    vs_json_add_string(b, "uuid", entry->uuid);
+    vs_json_add_string(b, "folder", entry->folder);
+    vs_json_add_string(b, "phase", entry->phase ? entry->phase : "");
+    vs_json_add_bool(b, "undefined", entry->undefined);
+    vs_json_add_string(b, "saved-xml", entry->saved_xml ? entry->saved_xml : "");
     json_builder_set_member_name(b, "copies");
     json_builder_begin_array(b);
     for (guint i = 0; i < entry->copies->len; i++)
         json_builder_add_string_value(b, g_ptr_array_index(entry->copies, i));
     json_builder_end_array(b);
-    json_builder_set_member_name(b, "frozen");
-    json_builder_add_boolean_value(b, entry->frozen);
-    json_builder_set_member_name(b, "suspended");
-    json_builder_add_boolean_value(b, entry->suspended);
-    json_builder_set_member_name(b, "saved");
-    json_builder_add_boolean_value(b, entry->saved);
+    vs_json_add_bool(b, "frozen", entry->frozen);
+    vs_json_add_bool(b, "suspended", entry->suspended);
+    vs_json_add_bool(b, "saved", entry->saved);
     json_builder_set_member_name(b, "rbd");
     json_builder_begin_array(b);
     for (guint i = 0; i < entry->rbd->len; i++) {
@@ -95,14 +85,10 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
                                    {"clone", r->clone}};
 
         json_builder_begin_object(b);
-        for (guint f = 0; f < G_N_ELEMENTS(fields); f++) {
-            json_builder_set_member_name(b, fields[f][0]);
-            json_builder_add_string_value(b, fields[f][1] ? fields[f][1] : "");
-        }
-        json_builder_set_member_name(b, "snap-made");
-        json_builder_add_boolean_value(b, r->snap_made);
-        json_builder_set_member_name(b, "clone-made");
-        json_builder_add_boolean_value(b, r->clone_made);
+        for (guint f = 0; f < G_N_ELEMENTS(fields); f++)
+            vs_json_add_string(b, fields[f][0], fields[f][1]);
+        vs_json_add_bool(b, "snap-made", r->snap_made);
+        vs_json_add_bool(b, "clone-made", r->clone_made);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);

@@ -142,3 +142,24 @@ vs_now_ms(void)
 {
     return g_get_monotonic_time() / 1000;
 }
+
+void
+vs_json_add_string(JsonBuilder *b, const char *key, const char *value)
+{
+    json_builder_set_member_name(b, key);
+    json_builder_add_string_value(b, value ? value : "");
+}
+
+void
+vs_json_add_int(JsonBuilder *b, const char *key, gint64 value)
+{
+    json_builder_set_member_name(b, key);
+    json_builder_add_int_value(b, value);
+}
+
+void
+vs_json_add_bool(JsonBuilder *b, const char *key, gboolean value)
+{
+    json_builder_set_member_name(b, key);
+    json_builder_add_boolean_value(b, value);
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -23,6 +24,11 @@ gboolean vs_remove_flat_dir(const char *dir, GError **error);
 
 /* Sets @error from errno (ENOSPC becomes VS_ERROR_NO_SPACE). Returns FALSE. */
 gboolean vs_set_errno_error(GError **error, int errsv, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* One object member each: json-glib's set_member_name + add_*_value in one call. */
+void vs_json_add_string(JsonBuilder *b, const char *key, const char *value);
+void vs_json_add_int(JsonBuilder *b, const char *key, gint64 value);
+void vs_json_add_bool(JsonBuilder *b, const char *key, gboolean value);
 
 /* Monotonic milliseconds. */
 gint64 vs_now_ms(void);

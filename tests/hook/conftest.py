@@ -8,6 +8,7 @@ import os
 import pytest
 
 from hookenv import HOOK, VIRTSNAPCTL, VIRTSNAPD, Agent, hook_env, system
+from noskip import pytest_sessionfinish  # noqa: E402,F401  (fails runs with skips)
 
 
 @pytest.fixture(scope='session')
@@ -39,12 +40,3 @@ def agent(syslab, request):
     a.start()
     yield a
     a.stop()
-
-
-def pytest_sessionfinish(session, exitstatus):
-    # A skipped test hides a missing piece of the lab: the run fails.
-    reporter = session.config.pluginmanager.get_plugin('terminalreporter')
-    if reporter and reporter.stats.get('skipped'):
-        reporter.write_line('skipped tests make this run fail (the lab must be complete)',
-                            red=True)
-        session.exitstatus = 1

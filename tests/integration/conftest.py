@@ -265,6 +265,9 @@ def start_guest(lab, name, **kw):
     guest = lab.make_guest(name, **kw)
     guest.start()
     guest.wait_ready(120)
+    # The guest writes and syncs records from boot on: give the first ones time to reach
+    # the disk, so that even an unfrozen or cold first snapshot holds some.
+    time.sleep(2)
     return guest
 
 

@@ -51,6 +51,7 @@ if LAB_DIR not in sys.path:
     sys.path.insert(0, LAB_DIR)
 
 import lab as _lab  # noqa: E402  (the lab module next to this file)
+from lab import _pid_alive, _tail  # noqa: E402
 
 __all__ = ['Ceph', 'CephError', 'make_rbd_guest', 'rbd_disk_xml', 'ceph_processes']
 
@@ -76,24 +77,6 @@ def _run(argv, check=True, timeout=120, env=None, text=True):
         raise CephError(f'{" ".join(argv)} failed ({res.returncode}): '
                         f'{(res.stderr or res.stdout).strip()}')
     return res
-
-
-def _tail(path, lines=30):
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError:
-        return ''
-    return '\n'.join(data.decode(errors='replace').splitlines()[-lines:])
-
-
-def _pid_alive(pid):
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            state = f.read().rsplit(')', 1)[1].split()[0]
-        return state not in ('Z', 'X')
-    except (OSError, IndexError):
-        return False
 
 
 def _free_port():
@@ -234,20 +217,8 @@ def _install_safety_net():
 def _watchdog_main(workdir, keep):
     """Child process: waits for stdin to close; unless told 'done', kills the
     cluster's processes and removes *workdir* (the parent died uncleanly)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(0, 64)
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    if b'done' in data:
+    said_done = _lab._wait_for_parent()
+    if said_done:
         return 0
     kill_ceph_processes(workdir)
     if keep != '1':

@@ -205,9 +205,9 @@ def _install_safety_net():
                 signal.signal(sig, _on_signal)
 
 
-def _watchdog_main(workdir, keep):
-    """Child process: waits for its stdin to close; unless told 'done', kills
-    the lab's processes and removes *workdir* (the parent died uncleanly)."""
+def _wait_for_parent():
+    """In a watchdog child: ignore the terminal's signals and wait until the parent closes
+    our stdin (it exits, however it dies). True if it said 'done' first (a clean stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     data = b''
@@ -221,7 +221,14 @@ def _watchdog_main(workdir, keep):
         if not chunk:
             break
         data += chunk
-    if b'done' in data:
+    return b'done' in data
+
+
+def _watchdog_main(workdir, keep):
+    """Child process: waits for its stdin to close; unless told 'done', kills
+    the lab's processes and removes *workdir* (the parent died uncleanly)."""
+    said_done = _wait_for_parent()
+    if said_done:
         return 0
     kill_lab_processes(workdir)
     if keep != '1':

@@ -188,20 +188,8 @@ def _user_exists(name):
 def _watchdog_main(record_path):
     """Child process: waits for its stdin to close; unless told 'done', runs
     the undo record (the lab's process died without stopping it)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(0, 64)
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    if b'done' not in data:
+    said_done = labmod._wait_for_parent()
+    if not said_done:
         with open(record_path) as f:
             undo(json.load(f))
     return 0

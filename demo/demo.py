@@ -65,7 +65,7 @@ def main():
             ctl(lab, 'domains')
 
             say('streaming lifecycle events while the guest boots')
-            print(f'$ virtsnapctl watch &', flush=True)
+            print('$ virtsnapctl watch &', flush=True)
             watch = subprocess.Popen([VIRTSNAPCTL, '--address', lab.bus_address, 'watch'],
                                      stdout=subprocess.PIPE, text=True)
             threading.Thread(target=echo_watch, args=(watch,), daemon=True).start()

@@ -5,7 +5,6 @@ Environment: VIRTSNAP_BUILD_DIR (default: <repo>/build) holds virtsnapd and
 virtsnapctl; VIRTSNAP_LAB_ASSETS holds the guest kernel and initramfs.
 A skipped test is a failed run (see pytest_sessionfinish)."""
 
-import json
 import os
 import queue
 import signal

@@ -2,14 +2,13 @@
 virsh, lifecycle events, surviving libvirtd restarts, errors, and the CLI."""
 
 import json
-import os
 import signal
 import subprocess
 import time
 
 from gi.repository import GLib
 
-from conftest import VIRTSNAPD, VIRTSNAPCTL, Agent, start_guest, remove_guest
+from conftest import VIRTSNAPD, VIRTSNAPCTL, Agent, remove_guest
 
 
 def test_version(agent):

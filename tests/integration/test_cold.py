@@ -8,7 +8,6 @@ import time
 import pytest
 from gi.repository import GLib
 
-import lab as labmod
 from conftest import remove_guest, snapshot_options, start_guest
 from test_live import check_image, image_of
 

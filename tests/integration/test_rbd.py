@@ -9,7 +9,7 @@ from gi.repository import GLib
 
 import ceph as cephmod
 import lab as labmod
-from conftest import Agent, domain_intact, remove_guest, snapshot_options
+from conftest import Agent, domain_intact, remove_guest
 
 
 @pytest.fixture(scope='module')

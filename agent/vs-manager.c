@@ -153,12 +153,13 @@ running_jobs(VsManager *self)
 }
 
 static VsJob *
-active_job_for(VsManager *self, const char *uuid)
+active_job_for(VsManager *self, const char *name_or_uuid)
 {
     for (guint i = 0; i < self->jobs->len; i++) {
         VsJob *job = g_ptr_array_index(self->jobs, i);
 
-        if (!vs_job_is_finished(job) && g_strcmp0(vs_job_get_uuid(job), uuid) == 0)
+        if (!vs_job_is_finished(job) && (g_strcmp0(vs_job_get_uuid(job), name_or_uuid) == 0 ||
+                                         g_strcmp0(vs_job_get_domain(job), name_or_uuid) == 0))
             return job;
     }
     return NULL;
@@ -319,14 +320,7 @@ start_snapshot(VsManager *self, GDBusMethodInvocation *invocation, const char *d
 
     /* Our own job on the domain is known here, without asking libvirt (whose view,
      * a block job on the disk, would look foreign). */
-    for (guint i = 0; i < self->jobs->len && !other; i++) {
-        VsJob *job = g_ptr_array_index(self->jobs, i);
-
-        if (!vs_job_is_finished(job) && (g_strcmp0(vs_job_get_domain(job), domain) == 0 ||
-                                         g_strcmp0(vs_job_get_uuid(job), domain) == 0))
-            other = job;
-    }
-    if (other) {
+    if ((other = active_job_for(self, domain))) {
         error = g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
                             domain, vs_job_get_path(other));
         reply_error(invocation, error);
@@ -617,16 +611,11 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
                   VsManager *self)
 {
     g_autofree char *message = NULL;
-    VsJob *job = NULL;
+    VsJob *job = active_job_for(self, domain);
     gboolean allow;
 
-    for (guint i = 0; i < self->jobs->len && !job; i++) {
-        VsJob *j = g_ptr_array_index(self->jobs, i);
-
-        if (!vs_job_is_finished(j) && !vs_job_is_queued(j) &&
-            g_strcmp0(vs_job_get_domain(j), domain) == 0)
-            job = j;
-    }
+    if (job && vs_job_is_queued(job))
+        job = NULL; /* a queued job holds nothing of the domain yet */
     count_hook(self, operation);
     allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
                            job && vs_job_holds_disks_offline(job), &message);

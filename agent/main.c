@@ -4,9 +4,12 @@
 #include <glib/gstdio.h>
 #include <locale.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "vs-build-config.h"
 #include "vs-config.h"
+#include "vs-dirs.h"
 #include "vs-error.h"
 #include "vs-libvirt.h"
 #include "vs-manager.h"
@@ -102,16 +105,12 @@ on_name_lost(GDBusConnection *bus, const char *name, gpointer data)
     g_main_loop_quit(d->loop);
 }
 
-static gboolean
-make_dir(const char *path, int mode, GError **error)
+/* Start-up errors go to the log (the journal under systemd), like every other message. */
+static int
+startup_failed(const GError *error, int code)
 {
-    if (g_mkdir_with_parents(path, mode) < 0) {
-        int saved = errno;
-
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot create %s: %s", path, g_strerror(saved));
-        return FALSE;
-    }
-    return TRUE;
+    g_warning("%s", error->message);
+    return code;
 }
 
 static void
@@ -156,10 +155,8 @@ main(int argc, char **argv)
 
     config = vs_config_load(opt_config ? opt_config : VS_DEFAULT_CONFIG, opt_config != NULL,
                             warnings, &error);
-    if (!config) {
-        g_printerr("virtsnapd: %s\n", error->message);
-        return 2;
-    }
+    if (!config)
+        return startup_failed(error, 2);
     for (guint i = 0; i < warnings->len; i++)
         g_warning("configuration: %s", (char *)g_ptr_array_index(warnings, i));
     if (opt_uri)
@@ -169,14 +166,13 @@ main(int argc, char **argv)
     if (opt_state_dir)
         replace_str(&config->state_dir, opt_state_dir);
     if (!g_path_is_absolute(config->snapshot_dir) || !g_path_is_absolute(config->state_dir)) {
-        g_printerr("virtsnapd: the snapshot and state directories must be absolute paths\n");
+        g_warning("the snapshot and state directories must be absolute paths");
         return 2;
     }
-    if (!make_dir(config->snapshot_dir, 0750, &error) ||
-        !make_dir(config->state_dir, 0700, &error)) {
-        g_printerr("virtsnapd: %s\n", error->message);
-        return 1;
-    }
+    /* As root, the URI is a system libvirtd's, whose QEMU runs as another user. */
+    if (!vs_dirs_prepare(config->snapshot_dir, config->state_dir,
+                         geteuid() == 0 && !strstr(config->uri, "/session"), &error))
+        return startup_failed(error, 1);
 
     (void)vs_error_quark(); /* registers the D-Bus error names */
     virSetErrorFunc(NULL, silent_libvirt_errors);
@@ -184,17 +180,15 @@ main(int argc, char **argv)
 
     bus = vs_bus_open(opt_address, opt_session, &error);
     if (!bus) {
-        g_printerr("virtsnapd: cannot connect to the bus: %s\n", error->message);
+        g_warning("cannot connect to the bus: %s", error->message);
         return 1;
     }
     g_dbus_connection_set_exit_on_close(bus, FALSE);
 
     libvirt = vs_libvirt_new(config->uri);
     manager = vs_manager_new(config, libvirt);
-    if (!vs_manager_export(manager, bus, &error)) {
-        g_printerr("virtsnapd: %s\n", error->message);
-        return 1;
-    }
+    if (!vs_manager_export(manager, bus, &error))
+        return startup_failed(error, 1);
 
     loop = g_main_loop_new(NULL, FALSE);
     d.loop = loop;

@@ -51,7 +51,7 @@ timing() {
 listing() {
     find /etc /usr /var/lib /lib/systemd \
         \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/cache -o -path /var/log \) \
-        -prune -o -printf '%y %p\n' 2>/dev/null | sort |
+        -prune -o -printf '%p %y\n' 2>/dev/null | sort |
         if [ -n "$ignore" ]; then grep -Ev -- "$ignore"; else cat; fi
 }
 

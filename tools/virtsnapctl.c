@@ -30,27 +30,69 @@ enum {
 
 typedef struct {
     gboolean json;
+    const char *command; /* its name, for usage errors */
     GDBusConnection *bus;
     VsDbusAgent1 *agent;
 } Ctl;
 
-static gboolean opt_system;
-static gboolean opt_session;
-static char *opt_address;
-static gboolean opt_json;
-static gboolean opt_version;
+/* ---- the command line: types (the tables and the parser are at the end) ----------------- */
 
-static const GOptionEntry global_entries[] = {
-    {"system", 0, 0, G_OPTION_ARG_NONE, &opt_system,
-     "Talk to the agent on the system bus (default)", NULL},
-    {"session", 0, 0, G_OPTION_ARG_NONE, &opt_session, "Talk to the agent on the session bus",
-     NULL},
-    {"address", 'a', 0, G_OPTION_ARG_STRING, &opt_address,
-     "Talk to the agent on the bus at ADDRESS", "ADDRESS"},
-    {"json", 'j', 0, G_OPTION_ARG_NONE, &opt_json, "Print JSON", NULL},
-    {"version", 0, 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL},
-    {NULL},
-};
+typedef enum {
+    OPT_FLAG,  /* --wait */
+    OPT_VALUE, /* --method=METHOD or --method METHOD; the last one counts */
+    OPT_LIST,  /* --disk=TARGET, repeatable */
+} OptKind;
+
+typedef struct {
+    const char *name; /* long name, without "--" */
+    char short_name;  /* 0: none */
+    OptKind kind;
+    const char *value_name;
+    const char *help;
+} CtlOption;
+
+/* One parsed command line: global options, the command, its arguments and options. */
+typedef struct {
+    const struct _Command *command;
+    GPtrArray *args;    /* positional arguments after the command (borrowed from argv) */
+    GHashTable *values; /* option name -> GPtrArray of values ("" for a flag) */
+} Invocation;
+
+static gboolean
+inv_flag(const Invocation *inv, const char *name)
+{
+    return g_hash_table_contains(inv->values, name);
+}
+
+/* The last value given for option @name, or NULL. */
+static const char *
+inv_value(const Invocation *inv, const char *name)
+{
+    GPtrArray *values = g_hash_table_lookup(inv->values, name);
+
+    return values ? g_ptr_array_index(values, values->len - 1) : NULL;
+}
+
+/* Every value given for option @name, NULL-terminated, or NULL. */
+static const char *const *
+inv_list(const Invocation *inv, const char *name)
+{
+    GPtrArray *values = g_hash_table_lookup(inv->values, name);
+
+    return values ? (const char *const *)values->pdata : NULL;
+}
+
+static guint
+inv_n_args(const Invocation *inv)
+{
+    return inv->args->len;
+}
+
+static const char *
+inv_arg(const Invocation *inv, guint i)
+{
+    return i < inv->args->len ? g_ptr_array_index(inv->args, i) : NULL;
+}
 
 /* ---- errors and exit codes ------------------------------------------------------------ */
 
@@ -112,10 +154,11 @@ fail(const GError *error)
     return exit_code_for(error);
 }
 
-static int usage_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static int usage_error(const char *command, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
+/* "virtsnapctl CMD: <message>" and where to find help; @command NULL: no command yet. */
 static int
-usage_error(const char *fmt, ...)
+usage_error(const char *command, const char *fmt, ...)
 {
     va_list args;
     g_autofree char *msg = NULL;
@@ -123,7 +166,10 @@ usage_error(const char *fmt, ...)
     va_start(args, fmt);
     msg = g_strdup_vprintf(fmt, args);
     va_end(args);
-    g_printerr("virtsnapctl: %s\nTry 'virtsnapctl --help'.\n", msg);
+    if (command)
+        g_printerr("virtsnapctl %s: %s\nTry 'virtsnapctl %s --help'.\n", command, msg, command);
+    else
+        g_printerr("virtsnapctl: %s\nTry 'virtsnapctl --help'.\n", msg);
     return EXIT_USAGE;
 }
 
@@ -161,7 +207,7 @@ dict_bool(GVariant *dict, const char *key)
 /* ---- commands --------------------------------------------------------------------------- */
 
 static int
-cmd_status(Ctl *ctl, int argc, char **argv)
+cmd_status(Ctl *ctl, const Invocation *inv)
 {
     g_autoptr(GVariant) props = NULL;
     g_autoptr(GError) error = NULL;
@@ -207,17 +253,23 @@ cmd_status(Ctl *ctl, int argc, char **argv)
 }
 
 static int
-cmd_domains(Ctl *ctl, int argc, char **argv)
+cmd_domains(Ctl *ctl, const Invocation *inv)
 {
     g_autoptr(GVariant) domains = NULL;
     g_autoptr(GError) error = NULL;
     GVariantIter iter;
     GVariant *dom;
 
-    if (argc > 1)
-        return usage_error("domains takes no arguments");
     if (!vs_dbus_agent1_call_list_domains_sync(ctl->agent, &domains, NULL, &error))
         return fail(error);
+    if (inv_flag(inv, "names")) {
+        g_variant_iter_init(&iter, domains);
+        while ((dom = g_variant_iter_next_value(&iter))) {
+            g_print("%s\n", dict_str(dom, "name"));
+            g_variant_unref(dom);
+        }
+        return EXIT_OK;
+    }
     if (ctl->json) {
         print_json_variant(domains);
         return EXIT_OK;
@@ -314,14 +366,12 @@ on_watch_signal(gpointer data)
 }
 
 static int
-cmd_watch(Ctl *ctl, int argc, char **argv)
+cmd_watch(Ctl *ctl, const Invocation *inv)
 {
     g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
     g_autofree char *owner = g_dbus_proxy_get_name_owner(G_DBUS_PROXY(ctl->agent));
     Watch w = {ctl, loop};
 
-    if (argc > 1)
-        return usage_error("watch takes no arguments");
     if (!owner) {
         g_printerr("virtsnapctl: the agent (%s) is not running\n", VS_BUS_NAME);
         return EXIT_NO_AGENT;
@@ -630,53 +680,28 @@ parse_size(const char *text, guint64 *out)
 }
 
 static int
-cmd_snapshot(Ctl *ctl, int argc, char **argv)
+cmd_snapshot(Ctl *ctl, const Invocation *inv)
 {
-    g_auto(GStrv) disks = NULL;
-    g_autofree char *quiesce = NULL, *format = NULL, *copy = NULL, *name = NULL, *method = NULL;
-    gboolean compress = FALSE, force = FALSE, wait = FALSE, legacy = FALSE;
-    g_autofree char *bandwidth = NULL;
+    const char *const *disks = inv_list(inv, "disk");
+    const char *method = inv_value(inv, "method"), *quiesce = inv_value(inv, "quiesce");
+    const char *format = inv_value(inv, "format"), *copy = inv_value(inv, "copy");
+    const char *name = inv_value(inv, "name"), *bandwidth = inv_value(inv, "bandwidth");
+    gboolean compress = inv_flag(inv, "compress"), force = inv_flag(inv, "force");
+    gboolean legacy = inv_flag(inv, "legacy-undefine");
+    gboolean flatten = inv_flag(inv, "flatten"), no_flatten = inv_flag(inv, "no-flatten");
     guint64 bandwidth_bytes = 0;
-    gboolean flatten = FALSE, no_flatten = FALSE;
-    const GOptionEntry entries[] = {
-        {"disk", 'd', 0, G_OPTION_ARG_STRING_ARRAY, &disks, "Snapshot this disk (repeatable)",
-         "TARGET"},
-        {"method", 'm', 0, G_OPTION_ARG_STRING, &method, "auto|live|cold|rbd (default auto)",
-         "METHOD"},
-        {"quiesce", 'q', 0, G_OPTION_ARG_STRING, &quiesce, "off|try|require (default try)", "MODE"},
-        {"format", 'f', 0, G_OPTION_ARG_STRING, &format, "qcow2|raw (default qcow2)", "FORMAT"},
-        {"compress", 'c', 0, G_OPTION_ARG_NONE, &compress, "Compress the qcow2 image", NULL},
-        {"copy", 0, 0, G_OPTION_ARG_STRING, &copy,
-         "direct|shallow (default direct; shallow with --compress)", "MODE"},
-        {"name", 'n', 0, G_OPTION_ARG_STRING, &name, "Name of the snapshot", "NAME"},
-        {"force", 0, 0, G_OPTION_ARG_NONE, &force, "Abort block jobs that are not ours", NULL},
-        {"legacy-undefine", 0, 0, G_OPTION_ARG_NONE, &legacy,
-         "Use undefine/rebase instead of a transient copy job", NULL},
-        {"flatten", 0, 0, G_OPTION_ARG_NONE, &flatten, "rbd: flatten the clone (a full copy)",
-         NULL},
-        {"no-flatten", 0, 0, G_OPTION_ARG_NONE, &no_flatten, "rbd: keep the clone thin", NULL},
-        {"bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
-         "Limit the copy to this many bytes/s (suffix K, M, G)", "RATE"},
-        {"wait", 'w', 0, G_OPTION_ARG_NONE, &wait, "Wait for the job; show progress", NULL},
-        {NULL},
-    };
-    g_autoptr(GOptionContext) oc = g_option_context_new("DOMAIN - take a snapshot");
     g_autoptr(GError) error = NULL;
     g_autofree char *path = NULL;
     GVariantBuilder b;
 
-    g_option_context_add_main_entries(oc, entries, NULL);
-    if (!g_option_context_parse(oc, &argc, &argv, &error))
-        return usage_error("snapshot: %s", error->message);
-    if (argc != 2)
-        return usage_error("snapshot takes one DOMAIN");
     if (bandwidth && !parse_size(bandwidth, &bandwidth_bytes))
-        return usage_error("--bandwidth: '%s' is not a rate like 50M", bandwidth);
+        return usage_error(ctl->command, "--bandwidth: '%s' is not a rate like 50M", bandwidth);
+    if (flatten && no_flatten)
+        return usage_error(ctl->command, "--flatten and --no-flatten exclude each other");
 
     g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
     if (disks)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_DISKS,
-                              g_variant_new_strv((const char *const *)disks, -1));
+        g_variant_builder_add(&b, "{sv}", VS_OPT_DISKS, g_variant_new_strv(disks, -1));
     if (method)
         g_variant_builder_add(&b, "{sv}", VS_OPT_METHOD, g_variant_new_string(method));
     if (quiesce)
@@ -698,10 +723,10 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
     if (flatten || no_flatten)
         g_variant_builder_add(&b, "{sv}", VS_OPT_FLATTEN, g_variant_new_boolean(flatten));
 
-    if (!vs_dbus_agent1_call_create_snapshot_sync(ctl->agent, argv[1], g_variant_builder_end(&b),
-                                                  &path, NULL, &error))
+    if (!vs_dbus_agent1_call_create_snapshot_sync(ctl->agent, inv_arg(inv, 0),
+                                                  g_variant_builder_end(&b), &path, NULL, &error))
         return fail(error);
-    if (wait)
+    if (inv_flag(inv, "wait"))
         return wait_for_job(ctl, path);
     if (ctl->json)
         print_json_variant(g_variant_new_parsed("{'job': <%o>}", path));
@@ -711,16 +736,21 @@ cmd_snapshot(Ctl *ctl, int argc, char **argv)
 }
 
 static int
-cmd_jobs(Ctl *ctl, int argc, char **argv)
+cmd_jobs(Ctl *ctl, const Invocation *inv)
 {
     g_auto(GStrv) paths = NULL;
     g_autoptr(GError) error = NULL;
     GVariantBuilder all;
 
-    if (argc > 1)
-        return usage_error("jobs takes no arguments");
     if (!vs_dbus_agent1_call_list_jobs_sync(ctl->agent, &paths, NULL, &error))
         return fail(error);
+    if (inv_flag(inv, "ids")) {
+        for (guint i = 0; paths[i]; i++) {
+            if (g_str_has_prefix(paths[i], VS_JOB_PATH_PREFIX))
+                g_print("%s\n", paths[i] + strlen(VS_JOB_PATH_PREFIX));
+        }
+        return EXIT_OK;
+    }
     g_variant_builder_init(&all, G_VARIANT_TYPE("aa{sv}"));
     if (!ctl->json)
         g_print("%-4s %-12s %-14s %-5s %-24s %s\n", "ID", "STATE", "PHASE", "DONE", "DOMAIN",
@@ -753,14 +783,15 @@ cmd_jobs(Ctl *ctl, int argc, char **argv)
 }
 
 static int
-cmd_job(Ctl *ctl, int argc, char **argv)
+cmd_job(Ctl *ctl, const Invocation *inv)
 {
     g_autofree char *path = NULL;
     g_autoptr(GVariant) props = NULL;
     g_autoptr(GError) error = NULL;
 
-    if (argc != 2 || !(path = job_path_for(argv[1])))
-        return usage_error("job takes one job ID (a number or an object path)");
+    if (!(path = job_path_for(inv_arg(inv, 0))))
+        return usage_error(ctl->command, "'%s' is not a job ID (a number or an object path)",
+                           inv_arg(inv, 0));
     if (!(props = job_properties(ctl, path, &error)))
         return fail(error);
     if (ctl->json)
@@ -771,25 +802,27 @@ cmd_job(Ctl *ctl, int argc, char **argv)
 }
 
 static int
-cmd_wait(Ctl *ctl, int argc, char **argv)
+cmd_wait(Ctl *ctl, const Invocation *inv)
 {
     g_autofree char *path = NULL;
 
-    if (argc != 2 || !(path = job_path_for(argv[1])))
-        return usage_error("wait takes one job ID (a number or an object path)");
+    if (!(path = job_path_for(inv_arg(inv, 0))))
+        return usage_error(ctl->command, "'%s' is not a job ID (a number or an object path)",
+                           inv_arg(inv, 0));
     return wait_for_job(ctl, path);
 }
 
 static int
-cmd_cancel(Ctl *ctl, int argc, char **argv)
+cmd_cancel(Ctl *ctl, const Invocation *inv)
 {
     g_autofree char *path = NULL;
     g_autoptr(GVariant) props = NULL;
     g_autoptr(GVariant) reply = NULL;
     g_autoptr(GError) error = NULL;
 
-    if (argc != 2 || !(path = job_path_for(argv[1])))
-        return usage_error("cancel takes one job ID (a number or an object path)");
+    if (!(path = job_path_for(inv_arg(inv, 0))))
+        return usage_error(ctl->command, "'%s' is not a job ID (a number or an object path)",
+                           inv_arg(inv, 0));
     if (!(props = job_properties(ctl, path, &error)))
         return fail(error);
     reply = g_dbus_connection_call_sync(ctl->bus, VS_BUS_NAME, path, VS_JOB_INTERFACE, "Cancel",
@@ -802,16 +835,22 @@ cmd_cancel(Ctl *ctl, int argc, char **argv)
 }
 
 static int
-cmd_snapshots(Ctl *ctl, int argc, char **argv)
+cmd_snapshots(Ctl *ctl, const Invocation *inv)
 {
     g_autoptr(GVariant) list = NULL;
     g_autoptr(GError) error = NULL;
 
-    if (argc > 2)
-        return usage_error("snapshots takes at most one DOMAIN");
-    if (!vs_dbus_agent1_call_list_snapshots_sync(ctl->agent, argc == 2 ? argv[1] : "", &list, NULL,
-                                                 &error))
+    if (!vs_dbus_agent1_call_list_snapshots_sync(ctl->agent, inv_n_args(inv) ? inv_arg(inv, 0) : "",
+                                                 &list, NULL, &error))
         return fail(error);
+    if (inv_flag(inv, "ids")) {
+        for (gsize i = 0; i < g_variant_n_children(list); i++) {
+            g_autoptr(GVariant) s = g_variant_get_child_value(list, i);
+
+            g_print("%s\n", dict_str(s, "id"));
+        }
+        return EXIT_OK;
+    }
     if (ctl->json) {
         print_json_variant(list);
         return EXIT_OK;
@@ -837,36 +876,33 @@ cmd_snapshots(Ctl *ctl, int argc, char **argv)
 }
 
 static int
-cmd_delete(Ctl *ctl, int argc, char **argv)
+cmd_delete(Ctl *ctl, const Invocation *inv)
 {
     g_autoptr(GError) error = NULL;
 
-    if (argc != 2)
-        return usage_error("delete takes one snapshot ID");
-    if (!vs_dbus_agent1_call_delete_snapshot_sync(ctl->agent, argv[1], NULL, &error))
+    if (!vs_dbus_agent1_call_delete_snapshot_sync(ctl->agent, inv_arg(inv, 0), NULL, &error))
         return fail(error);
     if (!ctl->json)
-        g_print("deleted %s\n", argv[1]);
+        g_print("deleted %s\n", inv_arg(inv, 0));
     return EXIT_OK;
 }
 
 /* ---- policy ---------------------------------------------------------------------------- */
 
 static int
-cmd_policy(Ctl *ctl, int argc, char **argv)
+cmd_policy(Ctl *ctl, const Invocation *inv)
 {
     g_autoptr(GError) error = NULL;
-    const char *verb = argc > 1 ? argv[1] : "";
+    const char *verb = inv_arg(inv, 0), *domain = inv_arg(inv, 1);
+    guint n_args = inv_n_args(inv);
 
-    if (argc < 3)
-        return usage_error("policy show|set|clear DOMAIN [KEY=VALUE...]");
-    if (strcmp(verb, "show") == 0 && argc == 3) {
+    if (strcmp(verb, "show") == 0 && n_args == 2) {
         g_autoptr(GVariant) settings = NULL;
         g_autofree char *problem = NULL;
         GVariantIter iter;
         const char *key, *value;
 
-        if (!vs_dbus_agent1_call_get_policy_sync(ctl->agent, argv[2], &settings, &problem, NULL,
+        if (!vs_dbus_agent1_call_get_policy_sync(ctl->agent, domain, &settings, &problem, NULL,
                                                  &error))
             return fail(error);
         if (ctl->json) {
@@ -883,117 +919,359 @@ cmd_policy(Ctl *ctl, int argc, char **argv)
             g_print("%s=%s\n", key, value);
         return EXIT_OK;
     }
-    if (strcmp(verb, "set") == 0 && argc > 3) {
+    if (strcmp(verb, "set") == 0 && n_args > 2) {
         GVariantBuilder b;
 
         g_variant_builder_init(&b, G_VARIANT_TYPE("a{ss}"));
-        for (int i = 3; i < argc; i++) {
-            g_auto(GStrv) kv = g_strsplit(argv[i], "=", 2);
+        for (guint i = 2; i < n_args; i++) {
+            g_auto(GStrv) kv = g_strsplit(inv_arg(inv, i), "=", 2);
 
             if (!kv[0] || !kv[1]) {
                 g_variant_builder_clear(&b);
-                return usage_error("policy set: '%s' is not KEY=VALUE", argv[i]);
+                return usage_error(ctl->command, "set: '%s' is not KEY=VALUE", inv_arg(inv, i));
             }
             g_variant_builder_add(&b, "{ss}", kv[0], kv[1]);
         }
-        if (!vs_dbus_agent1_call_set_policy_sync(ctl->agent, argv[2], g_variant_builder_end(&b),
+        if (!vs_dbus_agent1_call_set_policy_sync(ctl->agent, domain, g_variant_builder_end(&b),
                                                  NULL, &error))
             return fail(error);
         return EXIT_OK;
     }
-    if (strcmp(verb, "clear") == 0 && argc == 3) {
-        if (!vs_dbus_agent1_call_clear_policy_sync(ctl->agent, argv[2], NULL, &error))
+    if (strcmp(verb, "clear") == 0 && n_args == 2) {
+        if (!vs_dbus_agent1_call_clear_policy_sync(ctl->agent, domain, NULL, &error))
             return fail(error);
         return EXIT_OK;
     }
-    return usage_error("policy show|set|clear DOMAIN [KEY=VALUE...]");
+    if (strcmp(verb, "set") == 0)
+        return usage_error(ctl->command, "set needs at least one KEY=VALUE");
+    if (strcmp(verb, "show") == 0 || strcmp(verb, "clear") == 0)
+        return usage_error(ctl->command, "%s takes one DOMAIN", verb);
+    return usage_error(ctl->command, "'%s' is not show, set or clear", verb);
 }
 
-/* ---- main ------------------------------------------------------------------------------- */
+/* ---- the command line: every option of every command, and the one parser -------------- */
 
-typedef struct {
-    const char *name;
-    const char *args;
-    const char *help;
-    int (*run)(Ctl *ctl, int argc, char **argv);
-} Command;
-
-static const Command commands[] = {
-    {"status", "", "Show the agent's version and libvirt connection", cmd_status},
-    {"domains", "", "List libvirt domains with their disks", cmd_domains},
-    {"watch", "", "Print domain lifecycle events as they happen", cmd_watch},
-    {"snapshot", "DOMAIN [OPTIONS]", "Take a snapshot (snapshot --help for options)", cmd_snapshot},
-    {"jobs", "", "List snapshot jobs", cmd_jobs},
-    {"job", "ID", "Show one job", cmd_job},
-    {"wait", "ID", "Wait for a job to end", cmd_wait},
-    {"cancel", "ID", "Cancel a job", cmd_cancel},
-    {"snapshots", "[DOMAIN]", "List finished snapshots", cmd_snapshots},
-    {"delete", "ID", "Delete a snapshot", cmd_delete},
-    {"policy", "show|set|clear DOM",
-     "A domain's snapshot policy (KEY=VALUE: on-stop, every, keep, "
-     "quiesce, method, format)",
-     cmd_policy},
+/* Global options may come before or after the command, as with git and systemctl. */
+static const CtlOption global_options[] = {
+    {"json", 'j', OPT_FLAG, NULL, "Print JSON: one document per command"},
+    {"system", 0, OPT_FLAG, NULL, "Talk to the agent on the system bus (default)"},
+    {"session", 0, OPT_FLAG, NULL, "Talk to the agent on the session bus"},
+    {"address", 'a', OPT_VALUE, "ADDRESS", "Talk to the agent on the bus at ADDRESS"},
+    {"version", 0, OPT_FLAG, NULL, "Print the version and exit"},
+    {"help", 'h', OPT_FLAG, NULL, "Show this help and exit"},
+    {NULL},
 };
 
-static char *
-command_summary(void)
-{
-    GString *s = g_string_new("Commands:\n");
+static const CtlOption no_options[] = {{NULL}};
 
-    for (guint i = 0; i < G_N_ELEMENTS(commands); i++)
-        g_string_append_printf(s, "  %-10s %-18s %s\n", commands[i].name, commands[i].args,
-                               commands[i].help);
-    return g_string_free(s, FALSE);
+static const CtlOption domains_options[] = {
+    {"names", 0, OPT_FLAG, NULL, "Print only the domains' names, one a line"},
+    {NULL},
+};
+
+static const CtlOption ids_options[] = {
+    {"ids", 0, OPT_FLAG, NULL, "Print only the ids, one a line"},
+    {NULL},
+};
+
+static const CtlOption snapshot_options[] = {
+    {"disk", 'd', OPT_LIST, "TARGET",
+     "Snapshot this disk (repeatable; default: every writable file disk)"},
+    {"method", 'm', OPT_VALUE, "METHOD", "auto|live|cold|rbd (default auto)"},
+    {"quiesce", 'q', OPT_VALUE, "MODE", "off|try|require (default try)"},
+    {"format", 'f', OPT_VALUE, "FORMAT", "qcow2|raw (default qcow2)"},
+    {"compress", 'c', OPT_FLAG, NULL, "Compress the qcow2 image"},
+    {"copy", 0, OPT_VALUE, "MODE", "direct|shallow (default direct; shallow with --compress)"},
+    {"name", 'n', OPT_VALUE, "NAME", "Name of the snapshot (A-Z a-z 0-9 . _ -)"},
+    {"bandwidth", 0, OPT_VALUE, "RATE", "Copy at most RATE bytes/s, e.g. 50M (suffix K, M, G)"},
+    {"force", 0, OPT_FLAG, NULL, "Abort block jobs that are not ours"},
+    {"legacy-undefine", 0, OPT_FLAG, NULL, "Use undefine/rebase instead of a transient copy job"},
+    {"flatten", 0, OPT_FLAG, NULL, "rbd: flatten the clone (a full copy)"},
+    {"no-flatten", 0, OPT_FLAG, NULL, "rbd: keep the clone thin"},
+    {"wait", 'w', OPT_FLAG, NULL,
+     "Wait for the job: progress on a terminal, the result at the end (first Ctrl-C cancels "
+     "the job, a second stops waiting)"},
+    {NULL},
+};
+
+typedef struct _Command {
+    const char *name;
+    const char *synopsis; /* the arguments, for "Usage:" */
+    const char *summary;
+    const char *details; /* more for its --help, or NULL */
+    guint min_args, max_args;
+    const CtlOption *options;
+    int (*run)(Ctl *ctl, const Invocation *inv); /* NULL: help, which needs no agent */
+} Command;
+
+#define ANY_NUMBER G_MAXUINT
+
+static const Command commands[] = {
+    {"status", "", "Show the agent's version, libvirt connection and hook calls", NULL, 0, 0,
+     no_options, cmd_status},
+    {"domains", "", "List libvirt domains with their disks", NULL, 0, 0, domains_options,
+     cmd_domains},
+    {"watch", "", "Print domain lifecycle events as they happen (Ctrl-C stops)", NULL, 0, 0,
+     no_options, cmd_watch},
+    {"snapshot", "DOMAIN", "Take a snapshot of DOMAIN (a name or UUID)",
+     "Starts a snapshot job and prints its object path; with --wait, waits for it and exits "
+     "with its outcome.",
+     1, 1, snapshot_options, cmd_snapshot},
+    {"jobs", "", "List jobs, running and recently ended", NULL, 0, 0, ids_options, cmd_jobs},
+    {"job", "ID", "Show one job (ID: its number or object path)", NULL, 1, 1, no_options, cmd_job},
+    {"wait", "ID", "Wait for a job to end; exit with its outcome",
+     "Shows progress on a terminal. The first Ctrl-C cancels the job, a second stops waiting.", 1,
+     1, no_options, cmd_wait},
+    {"cancel", "ID", "Cancel a job (it undoes its work, then ends)", NULL, 1, 1, no_options,
+     cmd_cancel},
+    {"snapshots", "[DOMAIN]", "List finished snapshots, of every domain or of DOMAIN", NULL, 0, 1,
+     ids_options, cmd_snapshots},
+    {"delete", "ID", "Delete a snapshot (its images and folder)", NULL, 1, 1, no_options,
+     cmd_delete},
+    {"policy", "show|set|clear DOMAIN [KEY=VALUE...]", "Show, set or clear a domain's policy",
+     "Keys: every=30s|15m|6h|1d|none, on-stop=none|snapshot, keep=1..10000, "
+     "quiesce=off|try|require, method=auto|live|cold|rbd, format=qcow2|raw. "
+     "set changes only the keys given; KEY= or KEY=none clears one.",
+     2, ANY_NUMBER, no_options, cmd_policy},
+    {"help", "[COMMAND]", "Show the help of virtsnapctl or of COMMAND", NULL, 0, 1, no_options,
+     NULL},
+};
+
+static const Command *
+command_find(const char *name)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (strcmp(name, commands[i].name) == 0)
+            return &commands[i];
+    }
+    return NULL;
 }
+
+/* The option called @name (long, @len bytes) or @short_name, of @command or global. */
+static const CtlOption *
+option_find(const Command *command, const char *name, gsize len, char short_name)
+{
+    const CtlOption *tables[] = {command ? command->options : no_options, global_options};
+
+    for (guint t = 0; t < G_N_ELEMENTS(tables); t++) {
+        for (const CtlOption *o = tables[t]; o->name; o++) {
+            if (name && strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+                return o;
+            if (!name && short_name && o->short_name == short_name)
+                return o;
+        }
+    }
+    return NULL;
+}
+
+static void
+invocation_add(Invocation *inv, const CtlOption *option, const char *value)
+{
+    GPtrArray *values = g_hash_table_lookup(inv->values, option->name);
+
+    if (!values) {
+        values = g_ptr_array_new_null_terminated(1, NULL, TRUE);
+        g_hash_table_insert(inv->values, (gpointer)option->name, values);
+    }
+    g_ptr_array_add(values, (gpointer)(value ? value : ""));
+}
+
+/* Parses @argv (the program's name left out) into @inv. The first word that is not an option
+ * names the command; options may come before it (global ones only) or anywhere after it, and
+ * "--" ends the options. Goes on after a bad option, so that a --help further on still counts;
+ * the first problem is in @error. */
+static gboolean
+invocation_parse(Invocation *inv, int argc, char **argv, GError **error)
+{
+    gboolean options_done = FALSE;
+
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        const CtlOption *option;
+
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = TRUE;
+        } else if (options_done || arg[0] != '-' || arg[1] == '\0') {
+            if (inv->command) {
+                g_ptr_array_add(inv->args, (gpointer)arg);
+            } else if (!(inv->command = command_find(arg))) {
+                g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "unknown command '%s'",
+                            arg);
+                return FALSE;
+            }
+        } else if (arg[1] == '-') {
+            const char *name = arg + 2, *eq = strchr(name, '=');
+            gsize len = eq ? (gsize)(eq - name) : strlen(name);
+
+            option = option_find(inv->command, name, len, 0);
+            if (!option) {
+                if (error && !*error)
+                    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
+                                "unknown option '--%.*s'", (int)len, name);
+            } else if (option->kind == OPT_FLAG) {
+                if (eq && error && !*error)
+                    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                                "option '--%s' takes no value", option->name);
+                invocation_add(inv, option, NULL);
+            } else if (eq || i + 1 < argc) {
+                invocation_add(inv, option, eq ? eq + 1 : argv[++i]);
+            } else if (error && !*error) {
+                g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                            "option '--%s' needs a value (%s)", option->name, option->value_name);
+            }
+        } else {
+            /* Short options may be grouped (-jw); a value follows at once or as the next word. */
+            for (const char *p = arg + 1; *p; p++) {
+                option = option_find(inv->command, NULL, 0, *p == '?' ? 'h' : *p);
+                if (!option) {
+                    if (error && !*error)
+                        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
+                                    "unknown option '-%c'", *p);
+                    break;
+                }
+                if (option->kind == OPT_FLAG) {
+                    invocation_add(inv, option, NULL);
+                    continue;
+                }
+                if (p[1])
+                    invocation_add(inv, option, p + 1);
+                else if (i + 1 < argc)
+                    invocation_add(inv, option, argv[++i]);
+                else if (error && !*error)
+                    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                                "option '-%c' needs a value (%s)", *p, option->value_name);
+                break;
+            }
+        }
+    }
+    return !error || !*error;
+}
+
+#define HELP_WIDTH 79
+
+/* Prints @text word-wrapped, starting at column @col, continuing lines at column @indent. */
+static void
+print_wrapped(const char *text, int col, int indent)
+{
+    g_auto(GStrv) words = g_strsplit(text, " ", -1);
+    int start = col;
+
+    for (guint i = 0; words[i]; i++) {
+        int len = (int)g_utf8_strlen(words[i], -1);
+
+        if (col > start && col + 1 + len > HELP_WIDTH) {
+            g_print("\n%*s", indent, "");
+            col = start = indent;
+        }
+        g_print("%s%s", col > start ? " " : "", words[i]);
+        col += (col > start ? 1 : 0) + len;
+    }
+    g_print("\n");
+}
+
+static void
+print_options(const char *title, const CtlOption *options)
+{
+    if (!options->name)
+        return;
+    g_print("\n%s:\n", title);
+    for (const CtlOption *o = options; o->name; o++) {
+        g_autofree char *left =
+            g_strdup_printf("  %c%c%s --%s%s%s", o->short_name ? '-' : ' ',
+                            o->short_name ? o->short_name : ' ', o->short_name ? "," : " ", o->name,
+                            o->value_name ? "=" : "", o->value_name ? o->value_name : "");
+
+        if (strlen(left) > 29)
+            g_print("%s\n%-30s", left, "");
+        else
+            g_print("%-30s", left);
+        print_wrapped(o->help, 30, 30);
+    }
+}
+
+static void
+print_help(const Command *command)
+{
+    if (!command) {
+        g_print("Usage: virtsnapctl [OPTIONS] COMMAND [ARGS...]\n\n"
+                "Take and manage live snapshots of libvirt domains, through the virtsnapd "
+                "agent.\n\nCommands:\n");
+        for (guint i = 0; i < G_N_ELEMENTS(commands); i++)
+            g_print("  %-10s %s\n", commands[i].name, commands[i].summary);
+        print_options("Options (before or after the command)", global_options);
+        g_print("\n");
+        print_wrapped("'virtsnapctl COMMAND --help' or 'virtsnapctl help COMMAND' shows a "
+                      "command's options. See virtsnapctl(1).",
+                      0, 0);
+        return;
+    }
+    g_print("Usage: virtsnapctl %s [OPTIONS]%s%s\n\n%s.\n", command->name,
+            *command->synopsis ? " " : "", command->synopsis, command->summary);
+    if (command->details) {
+        g_print("\n");
+        print_wrapped(command->details, 0, 0);
+    }
+    print_options("Options", command->options);
+    print_options("Global options", global_options);
+}
+
+static void
+invocation_clear(Invocation *inv)
+{
+    g_clear_pointer(&inv->args, g_ptr_array_unref);
+    g_clear_pointer(&inv->values, g_hash_table_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Invocation, invocation_clear)
+
+/* ---- main ------------------------------------------------------------------------------- */
 
 int
 main(int argc, char **argv)
 {
-    g_autoptr(GOptionContext) context = g_option_context_new("COMMAND [ARGS...]");
+    g_auto(Invocation) inv = {
+        NULL, g_ptr_array_new(),
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref)};
     g_autoptr(GError) error = NULL;
     g_autoptr(GDBusConnection) bus = NULL;
     g_autoptr(VsDbusAgent1) agent = NULL;
-    g_autofree char *summary = command_summary();
-    const Command *command = NULL;
+    const char *name;
     Ctl ctl = {0};
 
     setlocale(LC_ALL, "");
-    g_option_context_add_main_entries(context, global_entries, NULL);
-    g_option_context_set_strict_posix(context, TRUE);
-    g_option_context_set_summary(context, "Take and manage snapshots of libvirt domains.");
-    g_option_context_set_description(context, summary);
-    if (!g_option_context_parse(context, &argc, &argv, &error))
-        return usage_error("%s", error->message);
-    if (opt_version) {
+    invocation_parse(&inv, argc - 1, argv + 1, &error);
+    name = inv.command ? inv.command->name : NULL;
+    /* A command's --help and help need no agent, and win over the rest of the line. */
+    if (inv_flag(&inv, "help")) {
+        print_help(inv.command);
+        return EXIT_OK;
+    }
+    if (inv_flag(&inv, "version")) {
         g_print("virtsnapctl %s\n", VS_VERSION);
         return EXIT_OK;
     }
-    if (argc < 2)
-        return usage_error("no command given");
-    if ((opt_system + opt_session + (opt_address != NULL)) > 1)
-        return usage_error("--system, --session and --address exclude each other");
-    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
-        if (strcmp(argv[1], commands[i].name) == 0)
-            command = &commands[i];
-    }
-    if (!command)
-        return usage_error("unknown command '%s'", argv[1]);
+    if (error)
+        return usage_error(name, "%s", error->message);
+    if (!inv.command)
+        return usage_error(NULL, "no command given");
+    if (inv_n_args(&inv) < inv.command->min_args)
+        return usage_error(name, "missing argument; usage: virtsnapctl %s [OPTIONS] %s", name,
+                           inv.command->synopsis);
+    if (inv_n_args(&inv) > inv.command->max_args)
+        return usage_error(name, "unexpected argument '%s'", inv_arg(&inv, inv.command->max_args));
+    if (!inv.command->run) {
+        const Command *topic = inv_n_args(&inv) ? command_find(inv_arg(&inv, 0)) : NULL;
 
-    /* A command's own --help needs no agent: snapshot's option parser prints it and exits;
-     * the others have one usage line. */
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
-            strcmp(argv[i], "-?") == 0) {
-            if (command->run == cmd_snapshot)
-                return command->run(&ctl, argc - 1, argv + 1);
-            g_print("Usage: virtsnapctl %s %s\n  %s\n", command->name, command->args,
-                    command->help);
-            return EXIT_OK;
-        }
+        if (inv_n_args(&inv) && !topic)
+            return usage_error(NULL, "unknown command '%s'", inv_arg(&inv, 0));
+        print_help(topic);
+        return EXIT_OK;
     }
+    if (inv_flag(&inv, "system") + inv_flag(&inv, "session") + inv_flag(&inv, "address") > 1)
+        return usage_error(name, "--system, --session and --address exclude each other");
 
     (void)vs_error_quark(); /* so remote errors come back as VsError */
-    bus = vs_bus_open(opt_address, opt_session, &error);
+    bus = vs_bus_open(inv_value(&inv, "address"), inv_flag(&inv, "session"), &error);
     if (!bus) {
         g_printerr("virtsnapctl: cannot connect to the bus: %s\n", error->message);
         return EXIT_NO_AGENT;
@@ -1002,8 +1280,9 @@ main(int argc, char **argv)
                                           NULL, &error);
     if (!agent)
         return fail(error);
-    ctl.json = opt_json;
+    ctl.json = inv_flag(&inv, "json");
+    ctl.command = name;
     ctl.bus = bus;
     ctl.agent = agent;
-    return command->run(&ctl, argc - 1, argv + 1);
+    return inv.command->run(&ctl, &inv);
 }

@@ -5,6 +5,7 @@
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vs-build-config.h"
@@ -141,6 +142,11 @@ main(int argc, char **argv)
     guint owner_id;
 
     setlocale(LC_ALL, "");
+    /* Everything we write holds guest data or names guests: ours alone. QEMU still reaches a
+     * copy target, because libvirt (dynamic_ownership) chowns it to the QEMU user for the copy
+     * and gives it back when the copy ends; the directories are opened up on purpose
+     * (vs-dirs.c). qemu-img, our child, inherits this mask. */
+    umask(0077);
     g_option_context_add_main_entries(context, entries, NULL);
     if (!g_option_context_parse(context, &argc, &argv, &error)) {
         g_printerr("virtsnapd: %s\n", error->message);

@@ -1,12 +1,25 @@
-"""Fixtures for the integration suite: the real lab (tests/lab/lab.py), a real
-virtsnapd per test on the lab's private bus, and guests shared by a module.
+"""Fixtures for the integration suite: the real lab, a real virtsnapd per test,
+and guests shared by a module. The same tests run in two lab modes:
 
-Environment: VIRTSNAP_BUILD_DIR (default: <repo>/build) holds virtsnapd and
-virtsnapctl; VIRTSNAP_LAB_ASSETS holds the guest kernel and initramfs.
-A skipped test is a failed run (see pytest_sessionfinish)."""
+- session (VIRTSNAP_LAB_MODE unset or 'session'; tests/lab/lab.py): an
+  unprivileged user's session libvirtd and a permissive private bus; virtsnapd
+  and virtsnapctl from VIRTSNAP_BUILD_DIR (default <repo>/build).
+- system ('system'; tests/lab/system.py, as root): what users install -- a
+  system libvirtd whose QEMU runs as libvirt-qemu, a bus configured as a system
+  bus (Debian's system.conf) governed by virtsnap's installed policy, the real
+  polkitd with virtsnap's installed actions and rules, virtsnapd as root and
+  virtsnapctl (as root or as lab.users' outsider/member) from the installed tree
+  VIRTSNAP_INSTALL_ROOT (a `meson install` DESTDIR, or / for the .deb), finding
+  the bus as DBUS_SYSTEM_BUS_ADDRESS like any system-bus client.
+
+VIRTSNAP_LAB_ASSETS holds the guest kernel and initramfs; VIRTSNAP_AGENT_WRAPPER
+(optional) is an argv prefix the agent is started under (e.g. a seccomp
+wrapper). Tests marked system_only are deselected in session mode. A skipped
+test is a failed run (see pytest_sessionfinish)."""
 
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +33,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
 import lab as labmod  # noqa: E402
+import system as systemmod  # noqa: E402
 from noskip import pytest_sessionfinish  # noqa: E402,F401  (fails runs with skips)
 
 import gi  # noqa: E402
@@ -27,9 +41,18 @@ import gi  # noqa: E402
 gi.require_version('Gio', '2.0')
 from gi.repository import Gio, GLib  # noqa: E402
 
-BUILD = os.environ.get('VIRTSNAP_BUILD_DIR', os.path.join(REPO, 'build'))
-VIRTSNAPD = os.path.join(BUILD, 'agent', 'virtsnapd')
-VIRTSNAPCTL = os.path.join(BUILD, 'tools', 'virtsnapctl')
+MODE = os.environ.get('VIRTSNAP_LAB_MODE', 'session')
+assert MODE in ('session', 'system'), f'VIRTSNAP_LAB_MODE={MODE!r}: session or system'
+SYSTEM = MODE == 'system'
+if SYSTEM:
+    INSTALL_ROOT = os.path.abspath(os.environ.get('VIRTSNAP_INSTALL_ROOT', '/'))
+    VIRTSNAPD = os.path.join(INSTALL_ROOT, 'usr', 'sbin', 'virtsnapd')
+    VIRTSNAPCTL = os.path.join(INSTALL_ROOT, 'usr', 'bin', 'virtsnapctl')
+else:
+    BUILD = os.environ.get('VIRTSNAP_BUILD_DIR', os.path.join(REPO, 'build'))
+    VIRTSNAPD = os.path.join(BUILD, 'agent', 'virtsnapd')
+    VIRTSNAPCTL = os.path.join(BUILD, 'tools', 'virtsnapctl')
+AGENT_WRAPPER = shlex.split(os.environ.get('VIRTSNAP_AGENT_WRAPPER', ''))
 BUS_NAME = 'org.virtsnap.Agent1'
 AGENT_PATH = '/org/virtsnap/Agent1'
 AGENT_IFACE = 'org.virtsnap.Agent1'
@@ -115,8 +138,9 @@ class EventCollector:
 class Agent:
     """A real virtsnapd on the lab's bus, with its own snapshot and state dirs."""
 
-    def __init__(self, lab, name='agent', config=''):
+    def __init__(self, lab, name='agent', config='', wrapper=()):
         self.lab = lab
+        self.wrapper = list(wrapper)
         self.dir = lab.path(name)
         self.snapshot_dir = os.path.join(self.dir, 'snapshots')
         self.state_dir = os.path.join(self.dir, 'state')
@@ -132,11 +156,17 @@ class Agent:
 
     def start(self, wait_connected=True):
         env = dict(os.environ, G_DEBUG='fatal-criticals')
-        self.proc = subprocess.Popen(
-            [VIRTSNAPD, '--verbose', '--config', self.config, '--bus-address',
-             self.lab.bus_address, '--uri', self.lab.libvirt_uri, '--snapshot-dir',
-             self.snapshot_dir, '--state-dir', self.state_dir],
-            stdout=open(self.log, 'a'), stderr=subprocess.STDOUT, env=env)
+        argv = AGENT_WRAPPER + self.wrapper + [VIRTSNAPD, '--verbose', '--config', self.config,
+                                '--snapshot-dir', self.snapshot_dir, '--state-dir',
+                                self.state_dir]
+        if SYSTEM:
+            # As installed: the system bus (found as a system-bus client finds it) and the
+            # configuration's default URI, qemu:///system.
+            env.update(self.lab.bus_env)
+        else:
+            argv += ['--bus-address', self.lab.bus_address, '--uri', self.lab.libvirt_uri]
+        self.proc = subprocess.Popen(argv, stdout=open(self.log, 'a'), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f'virtsnapd exited: {self.log_text()[-2000:]}'
@@ -213,8 +243,23 @@ class Agent:
         return self.wait_job(self.create(domain, **options), timeout)
 
     def ctl(self, *args, timeout=120, input=None):
+        """virtsnapctl ARGS as this test process's user (the lab user, or root)."""
+        if SYSTEM:
+            return subprocess.run([VIRTSNAPCTL] + list(args), capture_output=True, text=True,
+                                  timeout=timeout, input=input,
+                                  env=dict(os.environ, **self.lab.bus_env))
         return subprocess.run([VIRTSNAPCTL, '--address', self.lab.bus_address] + list(args),
                               capture_output=True, text=True, timeout=timeout, input=input)
+
+    def ctl_as(self, user, *args, timeout=120, input=None):
+        """virtsnapctl ARGS as another local user (system mode: lab.users)."""
+        assert SYSTEM, 'ctl_as needs the system lab'
+        env = [f'{k}={v}' for k, v in sorted(self.lab.bus_env.items())]
+        env += [f'{k}={os.environ[k]}' for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS')
+                if k in os.environ]
+        return subprocess.run(['runuser', '-u', user, '--', 'env', '-i', 'PATH=/usr/bin:/bin',
+                               *env, VIRTSNAPCTL, *args], capture_output=True, text=True,
+                              timeout=timeout, input=input, cwd='/')
 
     def leftovers(self):
         """Files a finished job must not leave: partial folders, journal records."""
@@ -237,10 +282,25 @@ def snapshot_options(**options):
     return out
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'system_only: runs only in the system lab mode')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (not skip: a skip fails the run) what one mode cannot run."""
+    if SYSTEM:
+        return
+    keep = [i for i in items if i.get_closest_marker('system_only') is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
 @pytest.fixture(scope='session')
 def lab():
-    assert os.path.exists(VIRTSNAPD), f'build virtsnapd first ({VIRTSNAPD})'
-    with labmod.Lab() as the_lab:
+    assert os.path.exists(VIRTSNAPD), f'build (or install) virtsnapd first ({VIRTSNAPD})'
+    the_lab = systemmod.SystemLab(install_root=INSTALL_ROOT) if SYSTEM else labmod.Lab()
+    with the_lab:
         yield the_lab
 
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from gi.repository import GLib
 
-from conftest import remove_guest, snapshot_options, start_guest
-from test_live import check_image, image_of
+from conftest import Agent, remove_guest, snapshot_options, start_guest
+from test_live import check_image, check_private, image_of
 
 
 @pytest.fixture(scope='module')
@@ -48,6 +48,7 @@ def test_cold_snapshot_of_running_guest(lab, agent, coldguest):
     lag = clock_offset(coldguest) - offset_before
     assert abs(lag - downtime / 1000) < 1.0, (lag, downtime)
     nums = check_image(image_of(props))
+    check_private(agent, props)
     # ... and its records go on from where they were.
     later = agent.snapshot('coldguest', method='live')
     assert later['State'] == 'succeeded', later['Error']
@@ -136,7 +137,20 @@ def test_auto_goes_cold_for_a_block_device(lab, agent):
         remove_guest(guest)
 
 
-def test_extraction_failure_still_restarts_the_guest(lab, agent, coldguest):
+@pytest.fixture
+def unprivileged_writer_agent(lab, request):
+    """An agent that mode bits stop: in the system lab, root without CAP_DAC_OVERRIDE (it
+    still reads everything, with CAP_DAC_READ_SEARCH), so that a folder made read-only
+    makes its writes fail there too."""
+    wrapper = ['setpriv', '--bounding-set=-dac_override'] if lab.mode == 'system' else []
+    a = Agent(lab, name=f'agent-{request.node.name}'[:60], wrapper=wrapper).start()
+    yield a
+    if a.proc is not None:
+        a.stop()
+
+
+def test_extraction_failure_still_restarts_the_guest(lab, unprivileged_writer_agent, coldguest):
+    agent = unprivileged_writer_agent
     before = coldguest.inactive_xml()
     for attempt in range(5):
         path = agent.create('coldguest', method='cold')

@@ -48,6 +48,21 @@ def check_image(path, fmt='qcow2', replay_journal=True):
     return nums
 
 
+def check_private(agent, props):
+    """Who may reach what (README, "Snapshots on disk"): the snapshot tree is searchable
+    by QEMU's user (0711) but not listable; the images and metadata are the agent's alone
+    (0600), owned by the agent's user -- root in the system lab, once libvirt has taken back
+    the copy target it lent QEMU."""
+    image = image_of(props)
+    folder = os.path.dirname(image)
+    for path in (agent.snapshot_dir, folder):
+        assert oct(os.stat(path).st_mode & 0o7777) == oct(0o711), path
+    for path in (image, os.path.join(folder, 'metadata.json')):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()), path
+        assert oct(st.st_mode & 0o7777) == oct(0o600), path
+
+
 def test_live_snapshot_of_writing_guest(agent, writer):
     before = writer.inactive_xml()
     props = agent.snapshot('writer')
@@ -61,6 +76,7 @@ def test_live_snapshot_of_writing_guest(agent, writer):
     # Frozen at the point in time: clean without replaying the journal.
     first = check_image(image_of(props), replay_journal=False)
     assert len(first) > 10
+    check_private(agent, props)
 
     # The guest goes on: its agent answers and a later snapshot holds more records.
     assert writer.agent_ping()

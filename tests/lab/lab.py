@@ -405,6 +405,8 @@ class Lab:
     $VIRTSNAP_LAB_ASSETS.
     """
 
+    mode = 'session'
+
     # Capabilities cache of libvirt, reused by later labs of this process (the
     # QEMU probe takes a few seconds).
     _caps_cache = {}
@@ -442,6 +444,10 @@ class Lab:
     @property
     def logs_dir(self):
         return self.path('logs')
+
+    @property
+    def qemu_log_dir(self):
+        return self.path('cache', 'libvirt', 'qemu', 'log')
 
     @property
     def kernel(self):
@@ -951,7 +957,7 @@ class Guest:
     @property
     def qemu_log(self):
         """libvirt's log of this domain's QEMU (command line, errors)."""
-        return self.lab.path('cache', 'libvirt', 'qemu', 'log', f'{self.name}.log')
+        return os.path.join(self.lab.qemu_log_dir, f'{self.name}.log')
 
     def disk(self, target):
         for d in self.disks:

@@ -23,6 +23,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import select
 import shlex
 import shutil
@@ -52,6 +53,12 @@ HOOK_PATH = os.path.join(HOOKS_DIR, 'qemu.d', 'virtsnap')
 _DAEMON_PATHS = ['/run/libvirt', '/var/lib/libvirt', '/var/cache/libvirt', '/var/log/libvirt',
                  '/run/libvirtd.pid', '/run/virtlogd.pid']
 _ETC = '/etc/libvirt'
+# The deployed bus: Debian's own system bus configuration, on a socket of the lab's.
+_SYSTEM_BUS_CONF = '/usr/share/dbus-1/system.conf'
+_POLKITD = '/usr/lib/polkit-1/polkitd'
+_POLKIT_DIRS = {'actions': '/usr/share/polkit-1/actions', 'rules.d': '/usr/share/polkit-1/rules.d'}
+# Callers of the agent other than root: one outside group libvirt, one in it.
+TEST_USERS = {'outsider': ('vslab-outsider', []), 'member': ('vslab-member', ['libvirt'])}
 _CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 _STOP_GRACE = 10.0
 
@@ -144,17 +151,22 @@ def undo(record):
     Used by SystemLab.stop() and by the watchdog alike; safe to run twice."""
     workdir = record['workdir']
     if _connectable(LIBVIRT_SOCKET) and record.get('pids', {}).get('libvirtd'):
-        for name in record.get('guests', []):
+        # The lab's libvirtd started with no domains (start() refuses otherwise): every
+        # domain it has now is the lab's, whoever defined it (a test, a clone, ceph.py).
+        listed = subprocess.run(['virsh', '-c', LIBVIRT_URI, 'list', '--all', '--name'],
+                                capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL).stdout.split()
+        for name in sorted(set(record.get('guests', []) + listed)):
             for args in (['destroy', name], ['undefine', '--managed-save', name]):
                 subprocess.run(['virsh', '-c', LIBVIRT_URI, *args], capture_output=True,
                                timeout=60, stdin=subprocess.DEVNULL)
-    for name in ('libvirtd', 'virtlogd', 'dbus-daemon'):
+    for name in ('libvirtd', 'virtlogd', 'polkitd', 'dbus-daemon'):
         _stop_pid(record.get('pids', {}).get(name), _STOP_GRACE)
     for pid in _processes_naming(workdir.rstrip('/') + '/'):
         _stop_pid(pid, 2)
     if record.get('hook'):
         _undo_hook(record['hook'])
-    for path in record.get('made_paths', []):
+    for path in record.get('made_paths', []) + record.get('made_files', []):
         _remove(path)
     if 'etc_before' in record:  # e.g. /etc/libvirt/qemu, made at the first define
         for name in _listdir(_ETC):
@@ -209,9 +221,17 @@ class SystemLab:
     make_disk = labmod.Lab.make_disk
     _direct_io_works = staticmethod(labmod.Lab._direct_io_works)
 
-    def __init__(self, assets=None, log_commands=True):
+    mode = 'system'
+
+    def __init__(self, assets=None, log_commands=True, install_root=None, polkit=True):
         self.assets = os.path.abspath(assets or os.environ.get('VIRTSNAP_LAB_ASSETS', '') or '.')
         self.log_commands = log_commands
+        # Where virtsnap is installed (a DESTDIR of `meson install`, or / for the .deb):
+        # its bus policy governs the lab's system bus and its polkit files serve polkitd.
+        root = install_root or os.environ.get('VIRTSNAP_INSTALL_ROOT')
+        self.install_root = os.path.abspath(root) if root else None
+        self.polkit = polkit and self.install_root is not None and os.path.exists(_POLKITD)
+        self.users = {}
         self.keep = os.environ.get('VIRTSNAP_LAB_KEEP') == '1'
         self.workdir = None
         self.bus_address = None
@@ -244,6 +264,10 @@ class SystemLab:
     @property
     def initrd(self):
         return os.path.join(self.images_dir, 'initrd.img')
+
+    @property
+    def qemu_log_dir(self):
+        return '/var/log/libvirt/qemu'
 
     @property
     def libvirtd_log(self):
@@ -280,8 +304,8 @@ class SystemLab:
         self.workdir = tempfile.mkdtemp(prefix='vss-', dir='/tmp')
         os.chmod(self.workdir, 0o755)
         self._record = {'workdir': self.workdir, 'keep': self.keep, 'pids': {}, 'guests': [],
-                        'made_paths': [], 'made_users': [], 'made_groups': [], 'hook': None,
-                        'etc_before': _listdir(_ETC)}
+                        'made_paths': [], 'made_files': [], 'made_users': [],
+                        'made_groups': [], 'hook': None, 'etc_before': _listdir(_ETC)}
         self._record['made_paths'] = [p for p in _DAEMON_PATHS if not os.path.lexists(p)]
         self._save_record()
         self._start_watchdog()
@@ -295,9 +319,12 @@ class SystemLab:
                 shutil.copyfile(os.path.join(self.assets, f), self.path('images', f))
                 os.chmod(self.path('images', f), 0o644)
             self._ensure_qemu_user()
+            self._ensure_test_users()
             for d in ('/var/log/libvirt', '/run/libvirt'):
                 os.makedirs(d, exist_ok=True)
             self._start_dbus()
+            if self.polkit:
+                self._start_polkitd()
             self._write_configs()
             self.env = {'PATH': _CLEAN_PATH, 'HOME': os.environ.get('HOME', '/root'),
                         'LC_ALL': 'C', 'LIBVIRT_DEFAULT_URI': LIBVIRT_URI}
@@ -322,10 +349,7 @@ class SystemLab:
             start_new_session=True, cwd='/')
 
     def _ensure_qemu_user(self):
-        if not _group_exists(QEMU_GROUP):
-            self._record['made_groups'].append(QEMU_GROUP)
-            self._save_record()
-            labmod._run(['groupadd', '--system', QEMU_GROUP])
+        self._add_group(QEMU_GROUP)
         if not _user_exists(QEMU_USER):
             self._record['made_users'].append(QEMU_USER)
             self._save_record()
@@ -333,6 +357,25 @@ class SystemLab:
             labmod._run(['useradd', '--system', '--no-create-home', '--home-dir',
                          '/var/lib/libvirt', '--shell', '/usr/sbin/nologin', '-g', QEMU_GROUP,
                          *extra, QEMU_USER])
+
+    def _add_group(self, group):
+        if not _group_exists(group):
+            self._record['made_groups'].append(group)
+            self._save_record()
+            labmod._run(['groupadd', '--system', group])
+
+    def _ensure_test_users(self):
+        """lab.users: role -> user name, for calls as someone other than root."""
+        for role, (user, groups) in TEST_USERS.items():
+            for g in groups:
+                self._add_group(g)
+            if not _user_exists(user):
+                self._record['made_users'].append(user)
+                self._save_record()
+                extra = ['-G', ','.join(groups)] if groups else []
+                labmod._run(['useradd', '--system', '--no-create-home', '--home-dir',
+                             '/nonexistent', '--shell', '/usr/sbin/nologin', *extra, user])
+            self.users[role] = user
 
     def _spawn(self, name, argv, stdout=None):
         log = open(self.path('logs', f'{name}.stderr'), 'ab')
@@ -357,12 +400,42 @@ class SystemLab:
                 raise LabError(f'{name}: {path} not ready after {timeout}s')
             time.sleep(0.02)
 
+    def _bus_config(self):
+        """Without an install root: lab.py's permissive bus (the hook suite's first form).
+        With one: Debian's own system.conf -- deny by default, every local user may
+        receive signals -- listening on the lab's socket, with the installed
+        virtsnap policy and the machine's system.d policies (polkitd's) added."""
+        socket_path = self.path('bus', 'socket')
+        if self.install_root is None:
+            return labmod._DBUS_CONF.format(socket=_xml_escape(socket_path),
+                                            services=_xml_escape(self.path('bus', 'services')))
+        with open(_SYSTEM_BUS_CONF) as f:
+            conf = f.read()
+        # Not ours to change in a lab: the user it drops to, forking, the pid file,
+        # syslog, activation of the machine's services.
+        for pattern in (r'<user>[^<]*</user>', r'<fork/>', r'<pidfile>[^<]*</pidfile>',
+                        r'<syslog/>', r'<standard_system_servicedirs/>',
+                        r'<servicehelper>[^<]*</servicehelper>'):
+            conf, _ = re.subn(pattern, '', conf)
+        conf, n = re.subn(r'<listen>[^<]*</listen>',
+                          f'<listen>unix:path={_xml_escape(socket_path)}</listen>', conf)
+        if n != 1:
+            raise LabError(f'{_SYSTEM_BUS_CONF}: expected one <listen>, found {n}')
+        dirs = ['/usr/share/dbus-1/system.d']
+        installed = os.path.join(self.install_root, 'usr/share/dbus-1/system.d')
+        if os.path.realpath(installed) != dirs[0]:
+            dirs.append(installed)
+        conf, n = re.subn(r'<includedir>system.d</includedir>',
+                          ''.join(f'<includedir>{_xml_escape(d)}</includedir>' for d in dirs),
+                          conf)
+        if n != 1:
+            raise LabError(f'{_SYSTEM_BUS_CONF}: expected <includedir>system.d</includedir>')
+        return conf
+
     def _start_dbus(self):
         conf = self.path('bus', 'bus.conf')
         with open(conf, 'w') as f:
-            f.write(labmod._DBUS_CONF.format(
-                socket=_xml_escape(self.path('bus', 'socket')),
-                services=_xml_escape(self.path('bus', 'services'))))
+            f.write(self._bus_config())
         proc = self._spawn('dbus-daemon', ['dbus-daemon', f'--config-file={conf}', '--nofork',
                                            '--nopidfile', '--print-address'],
                            stdout=subprocess.PIPE)
@@ -373,6 +446,56 @@ class SystemLab:
             raise LabError('dbus-daemon did not start: '
                            + labmod._tail(self.path('logs', 'dbus-daemon.stderr')))
         self.bus_address = line
+
+    @property
+    def bus_env(self):
+        """What a client needs to find the lab's bus as *the* system bus."""
+        return {'DBUS_SYSTEM_BUS_ADDRESS': self.bus_address}
+
+    def _start_polkitd(self):
+        """The real polkitd on the lab's bus, with virtsnap's installed actions and rules
+        (polkitd reads them only from /usr/share/polkit-1 and /etc/polkit-1)."""
+        for sub, target in _POLKIT_DIRS.items():
+            src = os.path.join(self.install_root, 'usr/share/polkit-1', sub)
+            for name in _listdir(src):
+                dest = os.path.join(target, name)
+                if os.path.realpath(os.path.join(src, name)) == os.path.realpath(dest):
+                    continue  # installed for real (the .deb)
+                if os.path.lexists(dest):
+                    raise LabError(f'{dest} exists already; the lab will not replace it')
+                self._record['made_files'].append(dest)
+                self._save_record()
+                os.makedirs(target, exist_ok=True)
+                shutil.copyfile(os.path.join(src, name), dest)
+        env = {'PATH': _CLEAN_PATH, 'LC_ALL': 'C', **self.bus_env}
+        log = open(self.path('logs', 'polkitd.stderr'), 'ab')
+        proc = subprocess.Popen([_POLKITD, '--no-debug'], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, env=env, start_new_session=True, cwd='/')
+        log.close()
+        self._procs['polkitd'] = proc
+        self._record['pids']['polkitd'] = proc.pid
+        self._save_record()
+        deadline = time.monotonic() + 20
+        while not self.polkit_running:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError('polkitd did not take its name on the lab bus: '
+                               + labmod._tail(self.path('logs', 'polkitd.stderr')))
+            time.sleep(0.05)
+
+    @property
+    def polkit_running(self):
+        res = subprocess.run(['dbus-send', f'--bus={self.bus_address}', '--print-reply',
+                              '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus',
+                              'org.freedesktop.DBus.NameHasOwner',
+                              'string:org.freedesktop.PolicyKit1'],
+                             capture_output=True, text=True, timeout=10)
+        return res.returncode == 0 and 'boolean true' in res.stdout
+
+    def stop_polkitd(self):
+        """polkitd gone: the agent decides from the caller's uid and groups."""
+        _stop_pid(self._record['pids'].pop('polkitd', None), _STOP_GRACE)
+        self._procs.pop('polkitd', None)
+        self._save_record()
 
     def _write_configs(self):
         with open(self.path('virtlogd.conf'), 'w') as f:
@@ -477,35 +600,13 @@ class SystemLab:
         return [n.strip() for n in out.splitlines() if n.strip()]
 
     # -- guests ------------------------------------------------------------------
-    def make_guest(self, name, disks=1, agent=False, disk_size_mib=64, top_data_mib=0,
-                   memory_mib=256, define=True):
-        """Data disks (qcow2, whole-disk ext4; top_data_mib as in lab.py's
-        make_disk) and a persistent domain; return a lab.py Guest."""
+    def make_guest(self, name, **kw):
+        """lab.py's Lab.make_guest (same arguments), the guest recorded for undo."""
         if not self._started or self._stopped:
             raise LabError('lab not running')
-        cache = 'none' if self._direct_io_works(self.images_dir) else None
-        disk_list = []
-        for i in range(disks):
-            target = labmod._target(i)
-            path = self.path('images', f'{name}-{target}.qcow2')
-            disk = self.make_disk(path, disk_size_mib, 'qcow2', False, label=f'{name}-{target}',
-                                  top_data_mib=top_data_mib)
-            disk['target'] = target
-            disk_list.append(disk)
-        console_log = self.path('logs', f'{name}-console.log')
-        xml = labmod._domain_xml(name, self.kernel, self.initrd,
-                                 'console=ttyS0 quiet panic=-1', memory_mib, 1, disk_list,
-                                 cache, agent, console_log)
-        xml_path = self.path(f'{name}.xml')
-        with open(xml_path, 'w') as f:
-            f.write(xml)
-        guest = Guest(self, name, disk_list, console_log, agent, xml_path)
         self._record['guests'].append(name)
         self._save_record()
-        if define:
-            self.virsh('define', xml_path)
-        self.guests[name] = guest
-        return guest
+        return labmod.Lab.make_guest(self, name, **kw)
 
     # -- stop --------------------------------------------------------------------
     def stop(self):

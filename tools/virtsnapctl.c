@@ -1076,10 +1076,25 @@ invocation_add(Invocation *inv, const CtlOption *option, const char *value)
     g_ptr_array_add(values, (gpointer)(value ? value : ""));
 }
 
+static void parse_error(GError **error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* Keeps the first problem of a command line. */
+static void
+parse_error(GError **error, const char *fmt, ...)
+{
+    va_list args;
+
+    if (*error)
+        return;
+    va_start(args, fmt);
+    *error = g_error_new_valist(G_OPTION_ERROR, G_OPTION_ERROR_FAILED, fmt, args);
+    va_end(args);
+}
+
 /* Parses @argv (the program's name left out) into @inv. The first word that is not an option
  * names the command; options may come before it (global ones only) or anywhere after it, and
  * "--" ends the options. Goes on after a bad option, so that a --help further on still counts;
- * the first problem is in @error. */
+ * the first problem is in @error (which must not be NULL). */
 static gboolean
 invocation_parse(Invocation *inv, int argc, char **argv, GError **error)
 {
@@ -1095,8 +1110,8 @@ invocation_parse(Invocation *inv, int argc, char **argv, GError **error)
             if (inv->command) {
                 g_ptr_array_add(inv->args, (gpointer)arg);
             } else if (!(inv->command = command_find(arg))) {
-                g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "unknown command '%s'",
-                            arg);
+                g_clear_error(error);
+                parse_error(error, "unknown command '%s'", arg);
                 return FALSE;
             }
         } else if (arg[1] == '-') {
@@ -1105,28 +1120,25 @@ invocation_parse(Invocation *inv, int argc, char **argv, GError **error)
 
             option = option_find(inv->command, name, len, 0);
             if (!option) {
-                if (error && !*error)
-                    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
-                                "unknown option '--%.*s'", (int)len, name);
+                parse_error(error, "unknown option '--%.*s'%s", (int)len, name,
+                            inv->command ? "" : " before the command");
             } else if (option->kind == OPT_FLAG) {
-                if (eq && error && !*error)
-                    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                                "option '--%s' takes no value", option->name);
+                if (eq)
+                    parse_error(error, "option '--%s' takes no value", option->name);
                 invocation_add(inv, option, NULL);
             } else if (eq || i + 1 < argc) {
                 invocation_add(inv, option, eq ? eq + 1 : argv[++i]);
-            } else if (error && !*error) {
-                g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "option '--%s' needs a value (%s)", option->name, option->value_name);
+            } else {
+                parse_error(error, "option '--%s' needs a value (%s)", option->name,
+                            option->value_name);
             }
         } else {
             /* Short options may be grouped (-jw); a value follows at once or as the next word. */
             for (const char *p = arg + 1; *p; p++) {
                 option = option_find(inv->command, NULL, 0, *p == '?' ? 'h' : *p);
                 if (!option) {
-                    if (error && !*error)
-                        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
-                                    "unknown option '-%c'", *p);
+                    parse_error(error, "unknown option '-%c'%s", *p,
+                                inv->command ? "" : " before the command");
                     break;
                 }
                 if (option->kind == OPT_FLAG) {
@@ -1137,14 +1149,13 @@ invocation_parse(Invocation *inv, int argc, char **argv, GError **error)
                     invocation_add(inv, option, p + 1);
                 else if (i + 1 < argc)
                     invocation_add(inv, option, argv[++i]);
-                else if (error && !*error)
-                    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                                "option '-%c' needs a value (%s)", *p, option->value_name);
+                else
+                    parse_error(error, "option '-%c' needs a value (%s)", *p, option->value_name);
                 break;
             }
         }
     }
-    return !error || !*error;
+    return *error == NULL;
 }
 
 #define HELP_WIDTH 79

@@ -20,6 +20,23 @@
 #define SNAPSHOT_DIR_MODE 0711
 #define STATE_DIR_MODE    0700
 
+/* Creates @path with @mode, and its missing parents 0711: explicitly, since the agent's
+ * umask (077) would make them 0700 and cut QEMU off from everything below. */
+static gboolean
+create_missing(const char *path, mode_t mode, GError **error)
+{
+    g_autofree char *parent = NULL;
+
+    if (g_file_test(path, G_FILE_TEST_EXISTS))
+        return TRUE;
+    parent = g_path_get_dirname(path);
+    if (!g_str_equal(parent, path) && !create_missing(parent, SNAPSHOT_DIR_MODE, error))
+        return FALSE;
+    if ((g_mkdir(path, mode) < 0 && errno != EEXIST) || g_chmod(path, mode) < 0)
+        return vs_set_errno_error(error, errno, "cannot create %s", path);
+    return TRUE;
+}
+
 /* Creates @path (and its parents) if missing and gives it at least @mode: search bits that
  * are missing are added (a directory an older version or a unit with UMask= made 0750 is
  * repaired), read and write bits that are there are kept. */
@@ -29,8 +46,8 @@ ensure_dir(const char *path, mode_t mode, gboolean widen_only, GError **error)
     struct stat st;
     mode_t want;
 
-    if (g_mkdir_with_parents(path, mode) < 0)
-        return vs_set_errno_error(error, errno, "cannot create %s", path);
+    if (!create_missing(path, mode, error))
+        return FALSE;
     if (lstat(path, &st) < 0)
         return vs_set_errno_error(error, errno, "cannot read %s", path);
     if (!S_ISDIR(st.st_mode)) {

@@ -135,7 +135,7 @@ expected=(
     /usr/share/dbus-1/interfaces/org.virtsnap.Agent1.xml
     /usr/share/dbus-1/interfaces/org.virtsnap.Job1.xml
     /usr/share/polkit-1/actions/org.virtsnap.policy
-    /usr/share/polkit-1/rules.d/org.virtsnap.rules
+    /usr/share/polkit-1/rules.d/60-virtsnap.rules
     /etc/virtsnap/virtsnapd.conf
     /usr/share/man/man1/virtsnapctl.1.gz
     /usr/share/man/man8/virtsnapd.8.gz

@@ -9,6 +9,7 @@
 #include "vs-domain-xml.h"
 #include "vs-error.h"
 #include "vs-names.h"
+#include "vs-log.h"
 #include "vs-qemu-img.h"
 #include "vs-rbd.h"
 #include "vs-util.h"
@@ -59,6 +60,9 @@ static const char *const phase_names[] = {
     [PHASE_ENDED] = "ended",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(phase_names) == PHASE_ENDED + 1);
+
+/* Every line about a job carries its number and domain as journal fields. */
+#define JOB_LOG(job, level, ...) vs_log_job((level), NULL, (job)->id, (job)->domain, __VA_ARGS__)
 
 /* Share of Progress that the mirror phase stands for; the rest is flattening. */
 #define COPY_SHARE 0.5
@@ -298,7 +302,8 @@ clear_jobs_thread(VsJob *job, GError **error)
             return vs_set_libvirt_error(error, "checking block jobs of %s", d->plan->target);
         if (r == 0)
             continue;
-        g_message("job %u: aborting foreign block job on %s (force)", job->id, d->plan->target);
+        JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "aborting foreign block job on %s (force)",
+                d->plan->target);
         if (virDomainBlockJobAbort(job->plan->dom, d->plan->target, 0) < 0)
             return vs_set_libvirt_error(error, "aborting the block job on %s", d->plan->target);
     }
@@ -408,7 +413,8 @@ undefine_for_copy(VsJob *job, GError **error)
     if (virDomainUndefineFlags(job->plan->dom,
                                VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | VIR_DOMAIN_UNDEFINE_KEEP_TPM) < 0)
         return vs_set_libvirt_error(error, "undefining '%s' for the copy", job->domain);
-    g_message("job %u: domain %s undefined for the copy (legacy path)", job->id, job->domain);
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "domain %s undefined for the copy (legacy path)",
+            job->domain);
     return TRUE;
 }
 
@@ -463,8 +469,8 @@ copy_thread(VsJob *job, GError **error)
             /* Detect, don't assume: a libvirt that refuses the flag gets the seed's way. */
             if (transient && i == 0 && err &&
                 (err->code == VIR_ERR_NO_SUPPORT || err->code == VIR_ERR_ARGUMENT_UNSUPPORTED)) {
-                g_message("job %u: no transient block copy here (%s); using undefine/rebase",
-                          job->id, err->message);
+                JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+                        "no transient block copy here (%s); using undefine/rebase", err->message);
                 transient = FALSE;
                 if (job->plan->persistent && !undefine_for_copy(job, error))
                     return FALSE;
@@ -607,8 +613,8 @@ emergency_thaw_thread(GTask *task, gpointer source, gpointer data, GCancellable 
     VsJob *job = source;
 
     if (virDomainFSThaw(job->plan->dom, NULL, 0, 0) < 0)
-        g_warning("job %u: emergency thaw of %s failed: %s", job->id, job->domain,
-                  virGetLastErrorMessage());
+        JOB_LOG(job, G_LOG_LEVEL_WARNING, "emergency thaw of %s failed: %s", job->domain,
+                virGetLastErrorMessage());
     g_task_return_boolean(task, TRUE);
 }
 
@@ -621,8 +627,8 @@ watchdog_cb(gpointer data)
     job->watchdog_source = 0;
     if (!g_atomic_int_compare_and_exchange(&job->thaw_claimed, 0, 1))
         return G_SOURCE_REMOVE;
-    g_warning("job %u: %s still frozen after %u ms: thawing now", job->id, job->domain,
-              job->freeze_limit_ms);
+    JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s still frozen after %u ms: thawing now", job->domain,
+            job->freeze_limit_ms);
     job->watchdog_fired = TRUE;
     task = g_task_new(job, NULL, NULL, NULL);
     g_task_run_in_thread(task, emergency_thaw_thread);
@@ -676,8 +682,8 @@ freeze_window_thread(VsJob *job, GError **error)
                 return FALSE; /* undo stops the copies */
             }
             job->quiesce_note = g_strdup(freeze_error->message);
-            g_message("job %u: %s; going on unquiesced (quiesce=try)", job->id,
-                      freeze_error->message);
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "%s; going on unquiesced (quiesce=try)",
+                    freeze_error->message);
         } else {
             frozen = TRUE;
             job->quiesced = TRUE;
@@ -692,8 +698,9 @@ freeze_window_thread(VsJob *job, GError **error)
             suspended = TRUE;
             t_pause = vs_now_ms();
         } else {
-            g_warning("job %u: cannot pause %s for a consistent multi-disk copy: %s", job->id,
-                      job->domain, virGetLastErrorMessage());
+            JOB_LOG(job, G_LOG_LEVEL_WARNING,
+                    "cannot pause %s for a consistent multi-disk copy: %s", job->domain,
+                    virGetLastErrorMessage());
         }
     }
 
@@ -759,7 +766,7 @@ redefine_thread(VsJob *job, GError **error)
     if (!dom)
         return vs_set_libvirt_error(error, "defining '%s' again", job->domain);
     virDomainFree(dom);
-    g_message("job %u: domain %s defined again", job->id, job->domain);
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "domain %s defined again", job->domain);
     g_mutex_lock(&job->lock);
     job->journal->undefined = FALSE;
     g_mutex_unlock(&job->lock);
@@ -864,8 +871,8 @@ save_thread(VsJob *job, GError **error)
     job->t_down_start = vs_now_ms();
     if (virDomainManagedSave(job->plan->dom, flags) < 0)
         return vs_set_libvirt_error(error, "saving '%s' (managed save)", job->domain);
-    g_message("job %u: %s saved in %" G_GINT64_FORMAT " ms", job->id, job->domain,
-              vs_now_ms() - job->t_down_start);
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "%s saved in %" G_GINT64_FORMAT " ms", job->domain,
+            vs_now_ms() - job->t_down_start);
     return TRUE;
 }
 
@@ -1141,6 +1148,31 @@ build_result(VsJob *job)
     return g_variant_builder_end(&b);
 }
 
+/* The line an admin watches for: a failed or interrupted job is a warning. */
+static void
+log_outcome(VsJob *job, const char *state)
+{
+    static const struct {
+        const char *state;
+        GLogLevelFlags level;
+        const char *message_id;
+    } outcomes[] = {
+        {VS_STATE_SUCCEEDED, G_LOG_LEVEL_MESSAGE, VS_MSGID_JOB_SUCCEEDED},
+        {VS_STATE_FAILED, G_LOG_LEVEL_WARNING, VS_MSGID_JOB_FAILED},
+        {VS_STATE_CANCELLED, G_LOG_LEVEL_MESSAGE, VS_MSGID_JOB_CANCELLED},
+        {VS_STATE_INTERRUPTED, G_LOG_LEVEL_WARNING, VS_MSGID_JOB_INTERRUPTED},
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(outcomes); i++) {
+        if (strcmp(state, outcomes[i].state) == 0) {
+            vs_log_job(outcomes[i].level, outcomes[i].message_id, job->id, job->domain, "%s%s%s",
+                       state, job->error ? ": " : "", job->error ? job->error->message : "");
+            return;
+        }
+    }
+    g_assert_not_reached();
+}
+
 static void
 finish(VsJob *job, const char *state)
 {
@@ -1167,8 +1199,7 @@ finish(VsJob *job, const char *state)
     vs_dbus_job1_set_phase(job->iface, phase_names[PHASE_DONE]);
     vs_dbus_job1_set_finished(job->iface, g_get_real_time());
     vs_dbus_job1_set_state(job->iface, state);
-    g_message("job %u (%s): %s%s%s", job->id, job->domain, state, job->error ? ": " : "",
-              job->error ? job->error->message : "");
+    log_outcome(job, state);
     /* The domain connection and the cluster's images are not needed any more. */
     g_clear_pointer(&job->undo_conn, virConnectClose);
     for (guint i = 0; job->disks && i < job->disks->len; i++)
@@ -1286,7 +1317,7 @@ undo_thread(VsJob *job, GError **error)
     if (dom && j->frozen) {
         /* A thaw of a guest that is not frozen is harmless; a missed one is not. */
         if (virDomainFSThaw(dom, NULL, 0, 0) < 0)
-            g_debug("job %u: thaw during cleanup: %s", job->id, virGetLastErrorMessage());
+            JOB_LOG(job, G_LOG_LEVEL_DEBUG, "thaw during cleanup: %s", virGetLastErrorMessage());
         j->frozen = FALSE;
     }
     if (j->undefined) {
@@ -1325,10 +1356,10 @@ undo_done(GObject *source, GAsyncResult *result, gpointer data)
     if (!g_task_propagate_boolean(G_TASK(result), &error)) {
         g_clear_pointer(&job->undo_conn, virConnectClose);
         if (error->domain == VS_ERROR && error->code == VS_ERROR_NOT_CONNECTED) {
-            g_message("job %u: cleanup waits for libvirt to come back", job->id);
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "cleanup waits for libvirt to come back");
             return; /* on_connected_changed starts it again */
         }
-        g_warning("job %u: cleanup incomplete: %s", job->id, error->message);
+        JOB_LOG(job, G_LOG_LEVEL_WARNING, "cleanup incomplete: %s", error->message);
         g_string_append_printf(job->undo_notes, "cleanup incomplete: %s; ", error->message);
         vs_journal_write(job->state_dir, job->journal, NULL);
     }
@@ -1361,7 +1392,7 @@ undo_start(VsJob *job)
         return; /* already under way */
     job->undo_conn = vs_libvirt_get_connection(job->libvirt, NULL);
     if (!job->undo_conn) {
-        g_message("job %u: cleanup waits for libvirt to come back", job->id);
+        JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "cleanup waits for libvirt to come back");
         return;
     }
     task = g_task_new(job, NULL, undo_done, NULL);
@@ -1407,7 +1438,7 @@ enter_phase(VsJob *job, Phase phase)
 {
     job->phase = phase;
     vs_dbus_job1_set_phase(job->iface, phase_names[phase]);
-    g_debug("job %u: phase %s", job->id, phase_names[phase]);
+    JOB_LOG(job, G_LOG_LEVEL_DEBUG, "phase %s", phase_names[phase]);
 
     switch (phase) {
     case PHASE_CLEAR_JOBS:
@@ -1473,6 +1504,9 @@ vs_job_start(VsJob *self)
 
     self->t_start = vs_now_ms();
     vs_dbus_job1_set_state(self->iface, VS_STATE_RUNNING);
+    if (!self->recovery)
+        vs_log_job(G_LOG_LEVEL_MESSAGE, VS_MSGID_JOB_STARTED, self->id, self->domain,
+                   "started (%s)", vs_dbus_job1_get_method(self->iface));
     self->connected_handler = g_signal_connect(self->libvirt, "notify::connected",
                                                G_CALLBACK(on_connected_changed), self);
     if (self->recovery) {
@@ -1490,7 +1524,7 @@ vs_job_cancel(VsJob *self)
     if (self->phase == PHASE_ENDED || self->phase == PHASE_UNDO || self->phase == PHASE_CATALOG ||
         self->phase == PHASE_DONE)
         return;
-    g_message("job %u: cancel requested in phase %s", self->id, phase_names[self->phase]);
+    JOB_LOG(self, G_LOG_LEVEL_MESSAGE, "cancel requested in phase %s", phase_names[self->phase]);
     self->cancel_requested = TRUE;
     /* Kills a running qemu-img; a libvirt call in a thread finishes first, and the
      * freeze window always runs to its thaw. */
@@ -1667,7 +1701,8 @@ job_new_common(guint id, const VsConfig *config, VsLibvirt *libvirt, const char 
     vs_dbus_job1_set_method_reason(self->iface, "");
     vs_dbus_job1_set_result(self->iface, g_variant_new("a{sv}", NULL));
     vs_dbus_job1_set_created(self->iface, g_get_real_time());
-    g_signal_connect(self->iface, "handle-cancel", G_CALLBACK(handle_cancel), self);
+    /* Authorized calls reach the handler after an asynchronous check: never a freed job. */
+    g_signal_connect_object(self->iface, "handle-cancel", G_CALLBACK(handle_cancel), self, 0);
     return self;
 }
 

@@ -2,6 +2,7 @@
  * mirrors the connection state into properties and turns libvirt lifecycle events
  * into DomainEvent signals. */
 #include "vs-manager.h"
+#include "vs-bouncer.h"
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
 #include "vs-catalog.h"
@@ -9,6 +10,7 @@
 #include "vs-inventory.h"
 #include "vs-job.h"
 #include "vs-journal.h"
+#include "vs-log.h"
 #include "vs-plan.h"
 #include "vs-policy.h"
 #include "vs-scheduler.h"
@@ -32,6 +34,7 @@ struct _VsManager {
     GHashTable *hook_counts; /* operation -> count */
     VsScheduler *scheduler;
     guint rbd_idle_source;
+    VsBouncer *bouncer; /* every method call passes it first */
 };
 
 /* Ended jobs stay visible for a while so that callers can read their result. */
@@ -217,6 +220,9 @@ on_job_finished(VsJob *job, VsManager *self)
 static void
 add_job(VsManager *self, VsJob *job)
 {
+    g_autoptr(VsDbusJob1) iface = vs_dbus_object_get_job1(VS_DBUS_OBJECT(vs_job_get_object(job)));
+
+    vs_bouncer_guard(self->bouncer, G_DBUS_INTERFACE_SKELETON(iface));
     g_ptr_array_add(self->jobs, job);
     g_signal_connect(job, "finished", G_CALLBACK(on_job_finished), self);
     g_dbus_object_manager_server_export(self->object_manager, vs_job_get_object(job));
@@ -235,9 +241,10 @@ recover_jobs(VsManager *self)
     for (guint i = 0; i < entries->len; i++) {
         VsJournalEntry *entry = g_ptr_array_steal_index(entries, i--);
 
-        g_message("repairing interrupted job for snapshot %s of %s (phase %s)", entry->snapshot_id,
-                  entry->domain, entry->phase);
-        add_job(self, vs_job_new_recovery(++self->next_job_id, self->config, self->libvirt, entry));
+        vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, ++self->next_job_id, entry->domain,
+                   "repairing interrupted job for snapshot %s (phase %s)", entry->snapshot_id,
+                   entry->phase);
+        add_job(self, vs_job_new_recovery(self->next_job_id, self->config, self->libvirt, entry));
     }
     /* Repairs run before anything new starts: they are at the head of the queue. */
     for (guint i = 0; i < self->jobs->len; i++)
@@ -305,7 +312,8 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     if (invocation)
         vs_dbus_agent1_complete_create_snapshot(self->skeleton, invocation, vs_job_get_path(job));
     else
-        g_message("%s: started %s for %s", c->why, vs_job_get_path(job), vs_job_get_domain(job));
+        vs_log_job(G_LOG_LEVEL_MESSAGE, VS_MSGID_POLICY_TRIGGERED, vs_job_get_id(job),
+                   vs_job_get_domain(job), "%s: started %s", c->why, vs_job_get_path(job));
     schedule_jobs(self);
 }
 
@@ -353,7 +361,7 @@ on_policy_request(const char *domain, GVariant *options, const char *why, gpoint
 {
     g_autoptr(GVariant) owned = g_variant_ref_sink(options);
 
-    g_message("%s: snapshot of %s", why, domain);
+    vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, domain, "%s: snapshot of %s", why, domain);
     start_snapshot(data, NULL, domain, owned, why);
 }
 
@@ -620,7 +628,8 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
     allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
                            job && vs_job_holds_disks_offline(job), &message);
     if (!allow)
-        g_message("hook: refused %s of %s: %s", operation, domain, message);
+        vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, domain, "hook: refused %s of %s: %s", operation,
+                   domain, message);
     vs_dbus_agent1_complete_hook_event(skeleton, invocation, allow, message);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -688,6 +697,7 @@ vs_manager_dispose(GObject *object)
     g_clear_pointer(&self->jobs, g_ptr_array_unref);
     g_clear_pointer(&self->hook_counts, g_hash_table_unref);
     g_clear_object(&self->scheduler);
+    g_clear_object(&self->bouncer);
     g_clear_handle_id(&self->rbd_idle_source, g_source_remove);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
@@ -726,6 +736,8 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     self->libvirt = g_object_ref(libvirt);
     self->skeleton = vs_dbus_agent1_skeleton_new();
     self->object_manager = g_dbus_object_manager_server_new(VS_AGENT_PATH);
+    self->bouncer = vs_bouncer_new();
+    vs_bouncer_guard(self->bouncer, G_DBUS_INTERFACE_SKELETON(self->skeleton));
 
     vs_dbus_agent1_set_version(self->skeleton, VS_VERSION);
     vs_dbus_agent1_set_api_version(self->skeleton, VS_API_VERSION);

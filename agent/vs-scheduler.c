@@ -3,6 +3,7 @@
  * `every` policy, so an agent with no such domain has no timer at all. */
 #include "vs-scheduler.h"
 #include "vs-catalog.h"
+#include "vs-log.h"
 #include "vs-error.h"
 #include "vs-names.h"
 #include "vs-virt-util.h"
@@ -259,7 +260,8 @@ load_done(GObject *source, GAsyncResult *result, gpointer data)
         e->policy = g_steal_pointer(&l->policy);
         e->problem = g_steal_pointer(&l->problem);
         if (e->problem)
-            g_warning("domain %s: policy ignored: %s", e->name, e->problem);
+            vs_log_job(G_LOG_LEVEL_WARNING, NULL, 0, e->name, "domain %s: policy ignored: %s",
+                       e->name, e->problem);
         g_hash_table_replace(self->entries, g_strdup(e->uuid), e);
         schedule(self, e);
     }

@@ -34,3 +34,13 @@
 
 /* Longest snapshot name a caller may give: it becomes one path component. */
 #define VS_NAME_MAX 64
+
+/* polkit actions of the mutating methods (packaging/org.virtsnap.policy) */
+#define VS_ACTION_PREFIX          "org.virtsnap."
+#define VS_ACTION_SNAPSHOT_CREATE "org.virtsnap.snapshot.create"
+#define VS_ACTION_SNAPSHOT_DELETE "org.virtsnap.snapshot.delete"
+#define VS_ACTION_POLICY_SET      "org.virtsnap.policy.set"
+#define VS_ACTION_JOB_CANCEL      "org.virtsnap.job.cancel"
+/* Who may change things when polkitd is not there (and in the shipped rule): root and
+ * this group, like libvirt's own policy. */
+#define VS_ADMIN_GROUP "libvirt"

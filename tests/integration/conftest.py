@@ -138,12 +138,19 @@ class EventCollector:
 class Agent:
     """A real virtsnapd on the lab's bus, with its own snapshot and state dirs."""
 
-    def __init__(self, lab, name='agent', config='', wrapper=()):
+    def __init__(self, lab, name='agent', config='', wrapper=(), installed_defaults=False):
+        """installed_defaults: run as the unit does, with no options at all -- the installed
+        configuration and the default directories under /var/lib/virtsnap."""
         self.lab = lab
         self.wrapper = list(wrapper)
+        self.installed_defaults = installed_defaults
         self.dir = lab.path(name)
-        self.snapshot_dir = os.path.join(self.dir, 'snapshots')
-        self.state_dir = os.path.join(self.dir, 'state')
+        if installed_defaults:
+            self.snapshot_dir = '/var/lib/virtsnap/snapshots'
+            self.state_dir = '/var/lib/virtsnap/state'
+        else:
+            self.snapshot_dir = os.path.join(self.dir, 'snapshots')
+            self.state_dir = os.path.join(self.dir, 'state')
         self.config = os.path.join(self.dir, 'virtsnapd.conf')
         self.log = os.path.join(self.dir, 'virtsnapd.log')
         os.makedirs(self.dir, exist_ok=True)
@@ -156,9 +163,10 @@ class Agent:
 
     def start(self, wait_connected=True):
         env = dict(os.environ, G_DEBUG='fatal-criticals')
-        argv = AGENT_WRAPPER + self.wrapper + [VIRTSNAPD, '--verbose', '--config', self.config,
-                                '--snapshot-dir', self.snapshot_dir, '--state-dir',
-                                self.state_dir]
+        argv = AGENT_WRAPPER + self.wrapper + [VIRTSNAPD, '--verbose']
+        if not self.installed_defaults:
+            argv += ['--config', self.config, '--snapshot-dir', self.snapshot_dir,
+                     '--state-dir', self.state_dir]
         if SYSTEM:
             # As installed: the system bus (found as a system-bus client finds it) and the
             # configuration's default URI, qemu:///system.
@@ -284,13 +292,18 @@ def snapshot_options(**options):
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'system_only: runs only in the system lab mode')
+    config.addinivalue_line('markers', 'installed_only: runs only against the installed .deb '
+                            '(system mode, VIRTSNAP_INSTALL_ROOT=/)')
 
 
 def pytest_collection_modifyitems(config, items):
     """Deselect (not skip: a skip fails the run) what one mode cannot run."""
-    if SYSTEM:
-        return
-    keep = [i for i in items if i.get_closest_marker('system_only') is None]
+    off = set()
+    if not SYSTEM:
+        off.add('system_only')
+    if not (SYSTEM and INSTALL_ROOT == '/'):
+        off.add('installed_only')
+    keep = [i for i in items if not any(i.get_closest_marker(m) for m in off)]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* virtsnapd: options, the bus, the libvirt connection, the main loop, shutdown. */
 #include <glib-unix.h>
 #include <gio/gio.h>

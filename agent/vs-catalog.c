@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Finished snapshots on disk. A snapshot appears atomically: a job works in a hidden
  * ".<id>.partial" folder and renames it to "<id>" once its metadata is written. */
 #include "vs-catalog.h"

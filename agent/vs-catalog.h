@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The catalog: finished snapshots, one folder each under the snapshot directory,
  * described by the metadata.json inside. */
 #pragma once

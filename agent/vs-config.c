@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Reads virtsnapd.conf ([agent] group) into a VsConfig, checking every value. */
 #include "vs-config.h"
 #include "vs-error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* virtsnapd.conf: what the agent connects to and where it keeps its files. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Parses the parts of a domain XML that snapshots depend on, with GMarkup:
  * libvirt writes well-formed XML, and we read only a few elements of it. */
 #include "vs-domain-xml.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* What virtsnap needs to know of a libvirt domain XML: its disks (with their
  * backing chains, RBD sources, encryption) and its guest-agent channel. */
 #pragma once

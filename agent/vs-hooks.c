@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guards behind HookEvent. libvirtd waits for the hook, and the hook waits for us:
  * the answer comes from the agent's own job table only. */
 #include "vs-hooks.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* What the agent answers to libvirt hook calls: pure decisions, no libvirt. */
 #pragma once
 

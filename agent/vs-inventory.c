@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Builds ListDomains' answer straight from libvirt, so that it is never stale:
  * one list call, then state, flags and live XML per domain. */
 #include "vs-inventory.h"

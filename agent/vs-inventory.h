@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The domains of a connection as ListDomains reports them. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The snapshot job. Its state machine is data: an enum of phases, one function per
  * phase, next_phase() the one place that decides what follows, and undo_thread() the
  * one place that takes back what was done. Blocking libvirt calls run in GTask

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* One snapshot job: an org.virtsnap.Job1 object and the state machine behind it. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Job records as small JSON files in the state directory, replaced atomically. */
 #include "vs-journal.h"
 #include "vs-error.h"

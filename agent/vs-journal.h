@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The journal: one crash-safe record per running job, written before every step
  * that changes a domain, so that a restarted agent can undo what a job left. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Owns the libvirt connection. Opening it is a blocking RPC, so it happens in a
  * GTask thread; events arrive on the GLib main loop through libvirt-glib. While
  * connected there are no timers at all: a dead libvirtd is noticed through the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The agent's libvirt connection: opened off the main loop, events delivered into
  * it, reopened with backoff whenever libvirtd goes away. */
 #pragma once

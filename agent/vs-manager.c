@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Agent1 object: answers method calls (the libvirt work in worker threads),
  * mirrors the connection state into properties and turns libvirt lifecycle events
  * into DomainEvent signals. */

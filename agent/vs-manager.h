@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.virtsnap.Agent1 on the bus: the methods, the properties, the events. */
 #pragma once
 

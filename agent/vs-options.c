@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Turns a caller's a{sv} into VsSnapshotOptions, refusing anything unexpected. */
 #include "vs-options.h"
 #include "vs-error.h"

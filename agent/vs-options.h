@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* CreateSnapshot's a{sv} options, checked and typed. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Validation of a snapshot request against the live domain: which disks, which
  * method, and whether anything stands in the way (another block job, no agent
  * for quiesce=require, a name already used). Nothing here changes the domain. */

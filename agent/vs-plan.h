@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A snapshot plan: what CreateSnapshot found out about the domain before any
  * change is made. Building one is the "validate" step; its errors go straight
  * back to the caller. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Policy <-> XML and words. libvirt stores the element under our namespace; it may
  * come back with a prefix on every element, which is why names are compared after
  * the last ':'. */

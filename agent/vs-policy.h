@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A domain's snapshot policy, kept in the domain's own XML <metadata> (namespace
  * VS_POLICY_NS) so that it travels with the domain. Pure parsing and formatting. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Runs qemu-img without blocking the main loop. Both output streams are merged so
  * that one async read sees progress and error text in order. */
 #include "vs-qemu-img.h"

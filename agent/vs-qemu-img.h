@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* qemu-img as an async subprocess: progress parsed from -p, cancel by killing it. */
 #pragma once
 

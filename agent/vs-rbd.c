@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* librados/librbd for RBD-native snapshots. Connections are cached per cluster (config
  * file, monitors, user): opening one costs a monitor round trip and a few threads.
  * Errors become VsError codes with Ceph's own reason in the text. */

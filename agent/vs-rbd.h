@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Ceph RBD through librados/librbd: cluster connections (cached per cluster) and the
  * image operations an RBD-native snapshot needs. Every call here blocks: worker
  * threads only. */

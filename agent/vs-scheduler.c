@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The scheduler keeps, per domain, its policy and at most one timer. Policies are read
  * in worker threads (libvirt calls); timers exist only for running domains with an
  * `every` policy, so an agent with no such domain has no timer at all. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Acts on domain policies: timed snapshots while a domain runs (`every`), an offline
  * snapshot after it stops (`on-stop`), pruning to the newest N (`keep`). */
 #pragma once

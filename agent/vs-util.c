@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Helpers used by the job engine, the journal and the catalog. */
 #include "vs-util.h"
 #include "vs-error.h"

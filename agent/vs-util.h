@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Small helpers: names callers may give, ids we make, files written crash-safely,
  * and removal confined to the snapshot directory. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libvirt errors and enum words, shared by every part that calls libvirt. */
 #include "vs-virt-util.h"
 #include "vs-error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* libvirt glue: cleanup functions for libvirt types, libvirt errors as VsError,
  * and libvirt's enums as the words our API uses. */
 #pragma once

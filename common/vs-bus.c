@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Opening the bus the same way everywhere: a private address (tests) is a message bus
  * connection of its own; otherwise the shared system or session bus. */
 #include "vs-bus.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The error domain and its table of D-Bus names. */
 #include "vs-error.h"
 #include "vs-names.h"

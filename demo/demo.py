@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The virtsnap demo: a sandboxed lab (private D-Bus, session libvirtd, a tiny
 guest writing records), the real agent, a live snapshot of the running guest,
 and a check of what it produced. Run by ./run-demo; everything it starts, it stops."""

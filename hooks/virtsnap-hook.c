@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* virtsnap-hook: the libvirt qemu hook (/etc/libvirt/hooks/qemu.d/virtsnap). It forwards each
  * call to the agent (Agent1.HookEvent) and exits with the agent's verdict.
  *

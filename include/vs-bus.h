@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* How the agent, virtsnapctl and the hook reach their bus. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* virtsnap's one error domain; every code has its own D-Bus error name. */
 #pragma once
 

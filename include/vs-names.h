@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Bus names, object paths, option keys and value words shared by the agent,
  * virtsnapctl and the libvirt hook: the one place the API spells them. */
 #pragma once

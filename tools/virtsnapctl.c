@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* virtsnapctl: the command-line client of virtsnapd, over D-Bus.
  * Exit codes are part of its interface (see README.md, "Exit codes"). */
 #include <gio/gio.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """virtsnap benchmark: the freeze window and the time to a finished image of a
 live snapshot, virtsnap against the orders it replaces, on the real lab.
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Run the virtsnap benchmark (tests/bench/bench.py) on the lab, as the lab user.
 #
 # Usage (as root, from anywhere): tests/bench/run.sh [bench.py options]

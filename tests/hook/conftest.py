@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Fixtures for the hook suite (run as root): one system lab (a system-mode
 libvirtd of our own, tests/lab/system.py), the built hook installed in
 /etc/libvirt/hooks/qemu.d for a module's lifetime, and a real virtsnapd per

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """What the hook suite and latency.py share: the built programs, the agent
 under test (a real virtsnapd, as root, on the system lab's private bus and
 qemu:///system) and the environment the installed hook wrapper gets.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """What the virtsnap hook adds to `virsh start`: the median wall time of N
 starts (each followed by a destroy) of one small guest, with no hook, with the
 hook and the agent answering, and with the hook and no agent; and how long

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The libvirt hook for real: a system libvirtd runs the installed
 virtsnap-hook, which asks a real virtsnapd on the lab's bus."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The hook's added latency to `virsh start` (tests/hook/latency.py), shown in
 the run's output; it must stay far below the hook's timeout."""
 

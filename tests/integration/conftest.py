@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Fixtures for the integration suite: the real lab, a real virtsnapd per test,
 and guests shared by a module. The same tests run in two lab modes:
 

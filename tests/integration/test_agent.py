@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The foundation against the real lab: the agent on the bus, ListDomains against
 virsh, lifecycle events, surviving libvirtd restarts, errors, and the CLI."""
 

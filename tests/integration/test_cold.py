@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Cold and offline snapshots, and method=auto choosing between live and cold,
 against the real lab."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Live snapshots against the real lab: a guest writing records while it is
 snapshotted, the transient-job and the undefine/redefine paths, two disks,
 quiesce without an agent, cancel, bad input, a crashed agent, libvirtd dying."""

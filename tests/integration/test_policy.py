@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Per-domain snapshot policy in the domain's own metadata: set/show/clear, a policy
 the agent cannot read, on-stop, every and keep, against the real lab."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """RBD-native snapshots against a real single-node Ceph (tests/lab/ceph.py) and a
 guest whose data disk is an RBD image booted through QEMU's rbd driver."""
 

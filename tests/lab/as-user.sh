@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Run a command as the unprivileged lab user (the session libvirtd of the lab
 # must not run as root: as root it would be the system daemon).
 #

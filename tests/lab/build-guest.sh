@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Build the virtsnap lab guest: OUTDIR/vmlinuz and OUTDIR/initrd.img.
 #
 # Usage: build-guest.sh OUTDIR        (as root: the initramfs needs /dev/console)

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """virtsnap test lab: a real single-node Ceph cluster for the RBD tests.
 
 One ``ceph-mon`` and one ``ceph-osd`` (``osd objectstore = memstore``: the data

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # /init of the virtsnap lab guest (PID 1 of an initramfs; busybox sh).
 #
 # - loads the virtio modules listed in /etc/virtsnap/modules (in order);

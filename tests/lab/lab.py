@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """virtsnap test lab: a hermetic libvirt + QEMU + D-Bus world for the tests.
 
 Everything runs as the current (unprivileged) user, inside one work directory:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A pytest hook the lab's suites share: a skipped test hides a missing piece of the lab,
 so a run with any skip fails. Import it into a conftest.py."""
 

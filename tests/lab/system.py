@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """virtsnap root lab: a system-mode libvirtd (``qemu:///system``) for the tests
 that need what only a privileged daemon does -- libvirt runs hooks only there,
 from /etc/libvirt/hooks/qemu.d (a session libvirtd runs none).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* virtsnapd.conf parsing: defaults, values, and the errors a user sees. */
 #include "vs-config.h"
 #include "vs-error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Domain XML parsing: disks, backing chains, mirrors, RBD sources, the agent channel. */
 #include "vs-domain-xml.h"
 #include "vs-error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The error table: every code has its own D-Bus name, and errors survive the bus. */
 #include <gio/gio.h>
 #include <libvirt/virterror.h>

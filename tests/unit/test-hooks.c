@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The hook guards: which operations a running job refuses, and with what words. */
 #include "vs-hooks.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* ListDomains' content, against libvirt's own test driver (test:///default). */
 #include "vs-error.h"
 #include "vs-inventory.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* CreateSnapshot options and snapshot names: what is accepted, what is refused. */
 #include "vs-error.h"
 #include "vs-names.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Domain policies: the words users type, the XML libvirt keeps, and the errors. */
 #include "vs-error.h"
 #include "vs-policy.h"

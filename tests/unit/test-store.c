@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The journal and the catalog on a real temp directory: crash-safe records,
  * snapshots appearing whole, deletion confined to a snapshot's own folder. */
 #include "vs-catalog.h"

@@ -283,6 +283,7 @@ credentials_done(GObject *source, GAsyncResult *result, gpointer data)
     g_autoptr(GVariant) reply =
         g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, &error);
     guint32 uid;
+    gboolean privileged;
 
     if (!reply) {
         check_deny(c, error->message);
@@ -293,18 +294,18 @@ credentials_done(GObject *source, GAsyncResult *result, gpointer data)
         check_deny(c, "not in the authorization table");
         return;
     }
+    /* Root (the agent's own user) needs nobody's permission, polkitd's included. */
+    privileged =
+        g_variant_lookup(c->credentials, "UnixUserID", "u", &uid) && (uid == 0 || uid == geteuid());
     switch (c->rule->kind) {
     case VS_AUTH_ROOT:
-        if (g_variant_lookup(c->credentials, "UnixUserID", "u", &uid) &&
-            (uid == 0 || uid == geteuid()))
+        if (privileged)
             check_allow(c);
         else
             check_deny(c, "not uid 0");
         break;
     case VS_AUTH_POLKIT:
-        /* Root (the agent's own user) needs nobody's permission, polkitd's included. */
-        if (g_variant_lookup(c->credentials, "UnixUserID", "u", &uid) &&
-            (uid == 0 || uid == geteuid()))
+        if (privileged)
             check_allow(c);
         else
             ask_polkit(c);

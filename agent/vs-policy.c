@@ -4,10 +4,9 @@
  * the last ':'. */
 #include "vs-policy.h"
 #include "vs-error.h"
+#include "vs-keys.h"
 
 #include <string.h>
-
-static const char *const keys[] = {"on-stop", "every", "keep", "quiesce", "method", "format", NULL};
 
 VsPolicy *
 vs_policy_new(void)
@@ -90,26 +89,23 @@ one_of(const char *key, const char *value, const char *const *words, char **slot
 gboolean
 vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **error)
 {
-    static const char *const quiesce_words[] = {"off", "try", "require", NULL};
-    static const char *const method_words[] = {"auto", "live", "cold", NULL};
-    static const char *const format_words[] = {"qcow2", "raw", NULL};
-    gboolean clear = !value || !*value || strcmp(value, "none") == 0;
+    gboolean clear = !value || !*value || strcmp(value, VS_POLICY_WORD_NONE) == 0;
 
-    if (!g_strv_contains(keys, key)) {
-        g_autofree char *known = g_strjoinv(", ", (char **)keys);
+    if (!g_strv_contains(vs_policy_keys, key)) {
+        g_autofree char *known = g_strjoinv(", ", (char **)vs_policy_keys);
 
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                     "unknown policy key '%s' (known: %s)", key, known);
         return FALSE;
     }
-    if (strcmp(key, "on-stop") == 0) {
-        if (!clear && strcmp(value, "snapshot") != 0) {
+    if (strcmp(key, VS_POLICY_ON_STOP) == 0) {
+        if (!clear && strcmp(value, VS_POLICY_WORD_SNAPSHOT) != 0) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                         "policy on-stop: '%s' is not one of none|snapshot", value);
             return FALSE;
         }
         policy->on_stop = !clear;
-    } else if (strcmp(key, "every") == 0) {
+    } else if (strcmp(key, VS_POLICY_EVERY) == 0) {
         if (clear) {
             policy->every_s = 0;
         } else if (!vs_parse_duration(value, &policy->every_s)) {
@@ -117,7 +113,7 @@ vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **err
                         "policy every: '%s' is not a duration like 30s, 15m, 6h or 1d", value);
             return FALSE;
         }
-    } else if (strcmp(key, "keep") == 0) {
+    } else if (strcmp(key, VS_POLICY_KEEP) == 0) {
         guint64 n = 0;
 
         if (!clear && !g_ascii_string_to_unsigned(value, 10, 1, 10000, &n, NULL)) {
@@ -127,12 +123,12 @@ vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **err
         }
         policy->keep = (guint)n;
     } else {
-        char **slot = strcmp(key, "quiesce") == 0  ? &policy->quiesce
-                      : strcmp(key, "method") == 0 ? &policy->method
-                                                   : &policy->format;
-        const char *const *words = strcmp(key, "quiesce") == 0  ? quiesce_words
-                                   : strcmp(key, "method") == 0 ? method_words
-                                                                : format_words;
+        char **slot = strcmp(key, VS_POLICY_QUIESCE) == 0  ? &policy->quiesce
+                      : strcmp(key, VS_POLICY_METHOD) == 0 ? &policy->method
+                                                           : &policy->format;
+        const char *const *words = strcmp(key, VS_POLICY_QUIESCE) == 0  ? vs_quiesce_words
+                                   : strcmp(key, VS_POLICY_METHOD) == 0 ? vs_method_words
+                                                                        : vs_format_words;
 
         if (clear) {
             g_clear_pointer(slot, g_free);
@@ -156,23 +152,23 @@ vs_policy_to_variant(const VsPolicy *p)
 
     g_variant_builder_init(&b, G_VARIANT_TYPE("a{ss}"));
     if (p->on_stop)
-        g_variant_builder_add(&b, "{ss}", "on-stop", "snapshot");
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_ON_STOP, VS_POLICY_WORD_SNAPSHOT);
     if (p->every_s) {
         g_autofree char *text = duration_text(p->every_s);
 
-        g_variant_builder_add(&b, "{ss}", "every", text);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_EVERY, text);
     }
     if (p->keep) {
         g_autofree char *text = g_strdup_printf("%u", p->keep);
 
-        g_variant_builder_add(&b, "{ss}", "keep", text);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_KEEP, text);
     }
     if (p->quiesce)
-        g_variant_builder_add(&b, "{ss}", "quiesce", p->quiesce);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_QUIESCE, p->quiesce);
     if (p->method)
-        g_variant_builder_add(&b, "{ss}", "method", p->method);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_METHOD, p->method);
     if (p->format)
-        g_variant_builder_add(&b, "{ss}", "format", p->format);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_FORMAT, p->format);
     return g_variant_builder_end(&b);
 }
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Policy <-> XML and words. libvirt stores the element under our namespace; it may
- * come back with a prefix on every element, which is why names are compared after
- * the last ':'. */
+/* Policy <-> XML and words, and its storage in the domain's <metadata>. libvirt stores
+ * the element under our namespace; it may come back with a prefix on every element,
+ * which is why names are compared after the last ':'. */
 #include "vs-policy.h"
 #include "vs-error.h"
 #include "vs-keys.h"
+#include "vs-virt-util.h"
 
 #include <string.h>
 
@@ -266,4 +267,40 @@ vs_policy_parse(const char *xml, GError **error)
         return NULL;
     }
     return g_steal_pointer(&policy);
+}
+
+/* ---- storage in the domain's <metadata> ------------------------------------------------ */
+
+VsPolicy *
+vs_policy_read(virDomainPtr dom, GError **error)
+{
+    int persistent = virDomainIsPersistent(dom);
+    g_autofree char *xml =
+        virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VS_POLICY_NS,
+                             persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : VIR_DOMAIN_AFFECT_LIVE);
+
+    if (!xml) {
+        virErrorPtr err = virGetLastError();
+
+        if (err && err->code == VIR_ERR_NO_DOMAIN_METADATA)
+            return vs_policy_new();
+        vs_set_libvirt_error(error, "reading the policy of '%s'", virDomainGetName(dom));
+        return NULL;
+    }
+    return vs_policy_parse(xml, error);
+}
+
+gboolean
+vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error)
+{
+    int persistent = virDomainIsPersistent(dom);
+    int active = virDomainIsActive(dom);
+    unsigned int flags = (persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : 0) |
+                         (active == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0);
+    g_autofree char *xml = vs_policy_is_empty(policy) ? NULL : vs_policy_to_xml(policy);
+
+    if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? VS_POLICY_PREFIX : NULL,
+                             VS_POLICY_NS, flags) < 0)
+        return vs_set_libvirt_error(error, "writing the policy of '%s'", virDomainGetName(dom));
+    return TRUE;
 }

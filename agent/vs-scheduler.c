@@ -7,6 +7,7 @@
 #include "vs-log.h"
 #include "vs-error.h"
 #include "vs-names.h"
+#include "vs-options.h"
 #include "vs-virt-util.h"
 
 #include <gio/gio.h>
@@ -44,40 +45,6 @@ entry_free(gpointer p)
     vs_policy_free(e->policy);
     g_free(e->problem);
     g_free(e);
-}
-
-VsPolicy *
-vs_policy_read(virDomainPtr dom, GError **error)
-{
-    int persistent = virDomainIsPersistent(dom);
-    g_autofree char *xml =
-        virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VS_POLICY_NS,
-                             persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : VIR_DOMAIN_AFFECT_LIVE);
-
-    if (!xml) {
-        virErrorPtr err = virGetLastError();
-
-        if (err && err->code == VIR_ERR_NO_DOMAIN_METADATA)
-            return vs_policy_new();
-        vs_set_libvirt_error(error, "reading the policy of '%s'", virDomainGetName(dom));
-        return NULL;
-    }
-    return vs_policy_parse(xml, error);
-}
-
-gboolean
-vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error)
-{
-    int persistent = virDomainIsPersistent(dom);
-    int active = virDomainIsActive(dom);
-    unsigned int flags = (persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : 0) |
-                         (active == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0);
-    g_autofree char *xml = vs_policy_is_empty(policy) ? NULL : vs_policy_to_xml(policy);
-
-    if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? VS_POLICY_PREFIX : NULL,
-                             VS_POLICY_NS, flags) < 0)
-        return vs_set_libvirt_error(error, "writing the policy of '%s'", virDomainGetName(dom));
-    return TRUE;
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -311,8 +278,8 @@ on_domain_event(VsLibvirt *libvirt, const char *name, const char *uuid, const ch
          * the end of the guest's run. */
         if (e->policy && e->policy->on_stop && strcmp(detail, "saved") != 0 &&
             strcmp(detail, "migrated") != 0 && strcmp(detail, "from-snapshot") != 0)
-            self->request(e->name, policy_options(e->policy, "auto"), "policy on-stop",
-                          self->request_data);
+            self->request(e->name, policy_options(e->policy, vs_method_name(VS_METHOD_AUTO)),
+                          "policy on-stop", self->request_data);
     }
 }
 

@@ -27,11 +27,4 @@ void vs_scheduler_reload(VsScheduler *self, const char *domain);
 /* A job for domain @uuid succeeded: prune its snapshots to the policy's `keep`. */
 void vs_scheduler_job_succeeded(VsScheduler *self, const char *uuid);
 
-/* Reads a domain's policy from its metadata (blocking: a worker thread). An absent
- * policy is an empty one; an unreadable one is NULL with the reason in @error. */
-VsPolicy *vs_policy_read(virDomainPtr dom, GError **error);
-
-/* Writes (or, for an empty policy, removes) it (blocking). */
-gboolean vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error);
-
 G_END_DECLS

@@ -272,30 +272,12 @@ policy_work(virConnectPtr conn, gpointer data, GError **error)
 {
     PolicyCall *pc = data;
     g_autoptr(virDomain) dom = vs_lookup_domain(conn, pc->domain, error);
-    g_autoptr(GError) problem = NULL;
-    g_autoptr(VsPolicy) policy = NULL;
-    GVariantIter iter;
-    const char *key, *value;
 
     if (!dom)
         return NULL;
-    policy = vs_policy_read(dom, &problem);
-    if (!pc->settings && !pc->clear) /* GetPolicy */
-        return g_variant_new("(@a{ss}s)",
-                             policy ? vs_policy_to_variant(policy) : g_variant_new("a{ss}", NULL),
-                             problem ? problem->message : "");
-    if (!policy || pc->clear) { /* an unreadable policy is replaced */
-        g_clear_pointer(&policy, vs_policy_free);
-        policy = vs_policy_new();
-    }
-    g_variant_iter_init(&iter, pc->settings ? pc->settings : g_variant_new("a{ss}", NULL));
-    while (g_variant_iter_next(&iter, "{&s&s}", &key, &value)) {
-        if (!vs_policy_set(policy, key, value, error))
-            return NULL;
-    }
-    if (!vs_policy_write(dom, policy, error))
-        return NULL;
-    return g_variant_new("()");
+    if (!pc->settings && !pc->clear)
+        return vs_policy_get_reply(dom);
+    return vs_policy_update(dom, pc->settings, pc->clear, error) ? g_variant_new("()") : NULL;
 }
 
 static void

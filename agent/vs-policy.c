@@ -304,3 +304,34 @@ vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error)
         return vs_set_libvirt_error(error, "writing the policy of '%s'", virDomainGetName(dom));
     return TRUE;
 }
+
+GVariant *
+vs_policy_get_reply(virDomainPtr dom)
+{
+    g_autoptr(GError) problem = NULL;
+    g_autoptr(VsPolicy) policy = vs_policy_read(dom, &problem);
+
+    return g_variant_new("(@a{ss}s)",
+                         policy ? vs_policy_to_variant(policy) : g_variant_new("a{ss}", NULL),
+                         problem ? problem->message : "");
+}
+
+gboolean
+vs_policy_update(virDomainPtr dom, GVariant *settings, gboolean clear, GError **error)
+{
+    g_autoptr(VsPolicy) policy = vs_policy_read(dom, NULL);
+    GVariantIter iter;
+    const char *key, *value;
+
+    if (!policy || clear) { /* an unreadable policy is replaced */
+        g_clear_pointer(&policy, vs_policy_free);
+        policy = vs_policy_new();
+    }
+    if (settings)
+        g_variant_iter_init(&iter, settings);
+    while (settings && g_variant_iter_next(&iter, "{&s&s}", &key, &value)) {
+        if (!vs_policy_set(policy, key, value, error))
+            return FALSE;
+    }
+    return vs_policy_write(dom, policy, error);
+}

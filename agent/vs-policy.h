@@ -50,4 +50,11 @@ VsPolicy *vs_policy_read(virDomainPtr dom, GError **error);
 /* Writes (or, for an empty policy, removes) it (blocking). */
 gboolean vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error);
 
+/* GetPolicy's reply, (a{ss}s): the settings, and why they are not used (or ""). */
+GVariant *vs_policy_get_reply(virDomainPtr dom);
+
+/* SetPolicy (@settings a{ss} onto the stored policy) and ClearPolicy (@clear: from empty,
+ * then @settings if any). An unreadable stored policy is replaced. Blocking. */
+gboolean vs_policy_update(virDomainPtr dom, GVariant *settings, gboolean clear, GError **error);
+
 G_END_DECLS

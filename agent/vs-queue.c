@@ -184,6 +184,9 @@ vs_queue_dispose(GObject *object)
 {
     VsQueue *self = VS_QUEUE(object);
 
+    /* A job still referenced elsewhere (a worker finishing) must not call back into us. */
+    for (guint i = 0; self->jobs && i < self->jobs->len; i++)
+        g_signal_handlers_disconnect_by_data(g_ptr_array_index(self->jobs, i), self);
     g_clear_pointer(&self->jobs, g_ptr_array_unref);
     g_clear_object(&self->libvirt);
     g_clear_object(&self->object_manager);

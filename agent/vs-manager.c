@@ -176,20 +176,11 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     g_autoptr(GVariant) value = g_task_propagate_pointer(G_TASK(result), &error);
     ConnWork *w = g_task_get_task_data(G_TASK(result));
     CreateData *c = w->data;
-    g_autoptr(VsPlan) plan = NULL;
-    VsJob *job, *other;
+    g_autoptr(VsPlan) plan = value ? (VsPlan *)(guintptr)g_variant_get_uint64(value) : NULL;
+    VsJob *job;
 
-    if (!value) {
+    if (!plan || !vs_queue_check_free(self->queue, plan->uuid, plan->name, &error)) {
         reply_error(invocation, error);
-        return;
-    }
-    plan = (VsPlan *)(guintptr)g_variant_get_uint64(value);
-    if ((other = vs_queue_find_active(self->queue, plan->uuid))) {
-        g_autoptr(GError) busy =
-            g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
-                        plan->name, vs_job_get_path(other));
-
-        reply_error(invocation, busy);
         return;
     }
     job = vs_queue_add_snapshot(self->queue, g_steal_pointer(&plan), &c->opts, c->requested_ms);
@@ -208,13 +199,10 @@ start_snapshot(VsManager *self, GDBusMethodInvocation *invocation, const char *d
 {
     CreateData *c = NULL;
     g_autoptr(GError) error = NULL;
-    VsJob *other = NULL;
 
     /* Our own job on the domain is known here, without asking libvirt (whose view,
      * a block job on the disk, would look foreign). */
-    if ((other = vs_queue_find_active(self->queue, domain))) {
-        error = g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
-                            domain, vs_job_get_path(other));
+    if (!vs_queue_check_free(self->queue, domain, domain, &error)) {
         reply_error(invocation, error);
         return;
     }

@@ -4,6 +4,7 @@
  * jobs at the head of the queue. */
 #include "vs-queue.h"
 #include "vs-dbus-generated.h"
+#include "vs-error.h"
 #include "vs-journal.h"
 #include "vs-log.h"
 #include "vs-rbd.h"
@@ -52,6 +53,18 @@ vs_queue_find_active(VsQueue *self, const char *name_or_uuid)
             return job;
     }
     return NULL;
+}
+
+gboolean
+vs_queue_check_free(VsQueue *self, const char *name_or_uuid, const char *shown, GError **error)
+{
+    VsJob *other = vs_queue_find_active(self, name_or_uuid);
+
+    if (!other)
+        return TRUE;
+    g_set_error(error, VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s", shown,
+                vs_job_get_path(other));
+    return FALSE;
 }
 
 VsJob *

@@ -35,6 +35,10 @@ void vs_queue_recover(VsQueue *self);
 
 /* The unfinished job of a domain (name or UUID), or NULL. */
 VsJob *vs_queue_find_active(VsQueue *self, const char *name_or_uuid);
+/* FALSE with VS_ERROR_BUSY (naming the domain @shown and the job) when the domain
+ * @name_or_uuid has an unfinished job. */
+gboolean vs_queue_check_free(VsQueue *self, const char *name_or_uuid, const char *shown,
+                             GError **error);
 /* The unfinished job making snapshot @id, or NULL. */
 VsJob *vs_queue_find_making(VsQueue *self, const char *id);
 

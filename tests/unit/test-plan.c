@@ -104,57 +104,87 @@ static const char rbd_xml[] =
 static const char mixed_xml[] =
     DOMAIN(RBD_DISK("vda", "pool/vm1-root") FILE_DISK("vdb", "/img/b.qcow2"));
 
-/* method=auto: what the domain's state and disks allow. */
+/* One case and what it must give: a method with words of its reason, or a refusal. */
+typedef struct {
+    Case c;
+    int method; /* VsMethod, or REFUSED */
+    int code;   /* VsError, when refused */
+    const char *text;
+    guint probes; /* block-job probes expected, when chosen */
+} Row;
+
+#define REFUSED (-1)
+
+static void
+run_rows(const Row *rows, gsize n)
+{
+    for (gsize i = 0; i < n; i++) {
+        if (rows[i].method == REFUSED)
+            expect_refused(&rows[i].c, rows[i].code, rows[i].text);
+        else
+            expect_method(&rows[i].c, rows[i].method, rows[i].text, rows[i].probes);
+    }
+}
+
+/* method=auto: what the domain's state and disks allow. Shut off is offline (disks read
+ * as they are, no save, no probe); a block device or LVM volume has no place for the
+ * mirror's delta. */
+/* clang-format off */
+static const Row auto_rows[] = {
+    {{files_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_COLD, 0, "domain is shutoff: disks read directly, no save", 0},
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_LIVE, 0, "every disk is a local file: live copy", 1},
+    {{files_xml, VIR_DOMAIN_PAUSED, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_LIVE, 0, "live copy", 1},
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, FALSE},
+     VS_METHOD_COLD, 0, "CONFIG_UNSUPPORTED", 1},
+    {{block_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_COLD, 0,
+     "disk vdb is a block device (/dev/vg0/data), which a live copy cannot handle", 0},
+    {{rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_RBD, 0, "every disk lives in Ceph RBD", 0},
+    {{rbd_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_RBD, 0, "every disk lives in Ceph RBD", 0},
+};
+
+/* An explicit method is taken when it can work, refused with the reason when not. */
+static const Row asked_rows[] = {
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, TRUE},
+     VS_METHOD_LIVE, 0, "asked for: live copy", 1},
+    {{block_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED,
+     "disk vdb is a block device (/dev/vg0/data): a live copy is impossible "
+     "(method=cold would work)", 0},
+    {{files_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_LIVE, TRUE},
+     REFUSED, VS_ERROR_NOT_RUNNING, "domain 'vm1' is shutoff", 0},
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, FALSE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "does no block copy for 'vm1'", 0},
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_COLD, TRUE},
+     VS_METHOD_COLD, 0, "asked for: managed save", 0},
+    {{files_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_COLD, TRUE},
+     VS_METHOD_COLD, 0, "domain is not running: disks read directly", 0},
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_RBD, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "method=rbd needs disks in Ceph RBD", 0},
+    {{rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_RBD, TRUE},
+     VS_METHOD_RBD, 0, "snapshot and clone in the cluster", 0},
+    {{rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "disks vda, vdb live in Ceph RBD", 0},
+    {{rbd_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_COLD, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "use method=rbd (or auto)", 0},
+};
+/* clang-format on */
+
 static void
 test_auto(void)
 {
-    const Case shut_off = {files_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_AUTO, TRUE};
-    const Case running = {files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE};
-    const Case paused = {files_xml, VIR_DOMAIN_PAUSED, VS_METHOD_AUTO, TRUE};
-    const Case no_block_jobs = {files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, FALSE};
-    const Case block = {block_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE};
-    const Case rbd = {rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE};
-    const Case rbd_off = {rbd_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_AUTO, TRUE};
-
-    /* Shut off: offline, the disks read as they are, no save and no probe. */
-    expect_method(&shut_off, VS_METHOD_COLD, "domain is shutoff: disks read directly, no save", 0);
-    expect_method(&running, VS_METHOD_LIVE, "every disk is a local file: live copy", 1);
-    expect_method(&paused, VS_METHOD_LIVE, "live copy", 1);
-    expect_method(&no_block_jobs, VS_METHOD_COLD, "CONFIG_UNSUPPORTED", 1);
-    /* A block device or LVM volume has no place for the mirror's delta. */
-    expect_method(&block, VS_METHOD_COLD,
-                  "disk vdb is a block device (/dev/vg0/data), which a live copy cannot handle", 0);
-    expect_method(&rbd, VS_METHOD_RBD, "every disk lives in Ceph RBD", 0);
-    expect_method(&rbd_off, VS_METHOD_RBD, "every disk lives in Ceph RBD", 0);
+    run_rows(auto_rows, G_N_ELEMENTS(auto_rows));
 }
 
-/* An explicit method is taken when it can work, refused with the reason when not. */
 static void
 test_asked(void)
 {
-    const Case live = {files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, TRUE};
-    const Case live_block = {block_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, TRUE};
-    const Case live_off = {files_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_LIVE, TRUE};
-    const Case live_no_jobs = {files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, FALSE};
-    const Case cold = {files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_COLD, TRUE};
-    const Case cold_off = {files_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_COLD, TRUE};
-    const Case rbd_on_files = {files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_RBD, TRUE};
-    const Case rbd = {rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_RBD, TRUE};
-    const Case live_on_rbd = {rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_LIVE, TRUE};
-    const Case cold_on_rbd = {rbd_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_COLD, TRUE};
-
-    expect_method(&live, VS_METHOD_LIVE, "asked for: live copy", 1);
-    expect_refused(&live_block, VS_ERROR_UNSUPPORTED,
-                   "disk vdb is a block device (/dev/vg0/data): a live copy is impossible "
-                   "(method=cold would work)");
-    expect_refused(&live_off, VS_ERROR_NOT_RUNNING, "domain 'vm1' is shutoff");
-    expect_refused(&live_no_jobs, VS_ERROR_UNSUPPORTED, "does no block copy for 'vm1'");
-    expect_method(&cold, VS_METHOD_COLD, "asked for: managed save", 0);
-    expect_method(&cold_off, VS_METHOD_COLD, "domain is not running: disks read directly", 0);
-    expect_refused(&rbd_on_files, VS_ERROR_UNSUPPORTED, "method=rbd needs disks in Ceph RBD");
-    expect_method(&rbd, VS_METHOD_RBD, "snapshot and clone in the cluster", 0);
-    expect_refused(&live_on_rbd, VS_ERROR_UNSUPPORTED, "disks vda, vdb live in Ceph RBD");
-    expect_refused(&cold_on_rbd, VS_ERROR_UNSUPPORTED, "use method=rbd (or auto)");
+    run_rows(asked_rows, G_N_ELEMENTS(asked_rows));
 }
 
 /* RBD and local disks together would be two points in time: refused whatever is asked. */

@@ -502,7 +502,8 @@ static void
 on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
 {
     if (vs_job_succeeded(job))
-        vs_scheduler_job_succeeded(self->scheduler, vs_job_get_uuid(job));
+        vs_queue_prune(self->queue, vs_job_get_uuid(job),
+                       vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
 }
 
 static void

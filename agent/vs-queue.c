@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The job list: at most max_jobs running, the rest queued in arrival order; ended jobs
  * stay visible for a while; journal entries of an interrupted agent come back as repair
- * jobs at the head of the queue. */
+ * jobs at the head of the queue; a domain's snapshots are pruned to its policy's keep. */
 #include "vs-queue.h"
+#include "vs-catalog.h"
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
 #include "vs-journal.h"
@@ -190,6 +191,63 @@ vs_queue_is_idle(VsQueue *self)
             return FALSE;
     }
     return TRUE;
+}
+
+/* ---- retention of snapshots (a policy's keep) --------------------------------------------- */
+
+typedef struct {
+    char *snapshot_dir;
+    char *uuid;
+    guint keep;
+} Prune;
+
+static void
+prune_free(gpointer p)
+{
+    Prune *pr = p;
+
+    g_free(pr->snapshot_dir);
+    g_free(pr->uuid);
+    g_free(pr);
+}
+
+static void
+prune_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    Prune *pr = data;
+    g_autoptr(GVariant) list = g_variant_ref_sink(vs_catalog_list(pr->snapshot_dir, pr->uuid));
+    gsize n = g_variant_n_children(list);
+
+    /* The catalog lists oldest first. */
+    for (gsize i = 0; n > pr->keep && i < n - pr->keep; i++) {
+        g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
+        g_autoptr(GError) error = NULL;
+        const char *id = NULL;
+
+        g_variant_lookup(snap, "id", "&s", &id);
+        if (id && vs_catalog_delete(pr->snapshot_dir, id, &error))
+            g_message("policy keep=%u: removed snapshot %s", pr->keep, id);
+        else if (id)
+            g_warning("policy keep=%u: cannot remove %s: %s", pr->keep, id, error->message);
+    }
+    g_task_return_boolean(task, TRUE);
+}
+
+void
+vs_queue_prune(VsQueue *self, const char *uuid, guint keep)
+{
+    g_autoptr(GTask) task = NULL;
+    Prune *pr;
+
+    if (!keep)
+        return;
+    pr = g_new0(Prune, 1);
+    pr->snapshot_dir = g_strdup(self->config->snapshot_dir);
+    pr->uuid = g_strdup(uuid);
+    pr->keep = keep;
+    task = g_task_new(self, NULL, NULL, NULL);
+    g_task_set_task_data(task, pr, prune_free);
+    g_task_run_in_thread(task, prune_thread);
 }
 
 static void

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The agent's jobs: queued until one of max_jobs slots is free, exported on the bus,
- * kept a while after they end, and the repair of what an earlier agent left unfinished. */
+ * kept a while after they end, the repair of what an earlier agent left unfinished, and
+ * pruning a domain's snapshots to its policy's keep. */
 #pragma once
 
 #include <gio/gio.h>
@@ -44,6 +45,10 @@ VsJob *vs_queue_find_making(VsQueue *self, const char *id);
 
 /* Every job the agent shows, oldest first (VsJob *). */
 GPtrArray *vs_queue_get_jobs(VsQueue *self);
+
+/* Removes the oldest snapshots of domain @uuid beyond the newest @keep (0: none removed),
+ * in a worker thread. */
+void vs_queue_prune(VsQueue *self, const char *uuid, guint keep);
 
 void vs_queue_cancel_all(VsQueue *self);
 gboolean vs_queue_is_idle(VsQueue *self);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The scheduler keeps, per domain, its policy and at most one timer. Policies are read
  * in worker threads (libvirt calls); timers exist only for running domains with an
- * `every` policy, so an agent with no such domain has no timer at all. */
+ * `every` policy, so an agent with no such domain has no timer at all. The policies
+ * themselves are stored by vs-policy.c; pruning to `keep` is done by vs-queue.c. */
 #include "vs-scheduler.h"
-#include "vs-catalog.h"
 #include "vs-log.h"
 #include "vs-error.h"
 #include "vs-names.h"
@@ -292,60 +292,12 @@ on_connected(VsLibvirt *libvirt, GParamSpec *pspec, VsScheduler *self)
 
 /* ---- keep -------------------------------------------------------------------------------- */
 
-typedef struct {
-    char *snapshot_dir;
-    char *uuid;
-    guint keep;
-} Prune;
-
-static void
-prune_free(gpointer p)
-{
-    Prune *pr = p;
-
-    g_free(pr->snapshot_dir);
-    g_free(pr->uuid);
-    g_free(pr);
-}
-
-static void
-prune_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
-{
-    Prune *pr = data;
-    g_autoptr(GVariant) list = g_variant_ref_sink(vs_catalog_list(pr->snapshot_dir, pr->uuid));
-    gsize n = g_variant_n_children(list);
-
-    /* The catalog lists oldest first. */
-    for (gsize i = 0; n > pr->keep && i < n - pr->keep; i++) {
-        g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
-        g_autoptr(GError) error = NULL;
-        const char *id = NULL;
-
-        g_variant_lookup(snap, "id", "&s", &id);
-        if (id && vs_catalog_delete(pr->snapshot_dir, id, &error))
-            g_message("policy keep=%u: removed snapshot %s", pr->keep, id);
-        else if (id)
-            g_warning("policy keep=%u: cannot remove %s: %s", pr->keep, id, error->message);
-    }
-    g_task_return_boolean(task, TRUE);
-}
-
-void
-vs_scheduler_job_succeeded(VsScheduler *self, const char *uuid)
+guint
+vs_scheduler_get_keep(VsScheduler *self, const char *uuid)
 {
     Entry *e = g_hash_table_lookup(self->entries, uuid);
-    g_autoptr(GTask) task = NULL;
-    Prune *pr;
 
-    if (!e || !e->policy || !e->policy->keep)
-        return;
-    pr = g_new0(Prune, 1);
-    pr->snapshot_dir = g_strdup(self->snapshot_dir);
-    pr->uuid = g_strdup(uuid);
-    pr->keep = e->policy->keep;
-    task = g_task_new(self, NULL, NULL, NULL);
-    g_task_set_task_data(task, pr, prune_free);
-    g_task_run_in_thread(task, prune_thread);
+    return e && e->policy ? e->policy->keep : 0;
 }
 
 /* ---- object ------------------------------------------------------------------------------ */

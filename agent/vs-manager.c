@@ -10,10 +10,10 @@
 #include "vs-hooks.h"
 #include "vs-inventory.h"
 #include "vs-job.h"
-#include "vs-journal.h"
 #include "vs-log.h"
 #include "vs-plan.h"
 #include "vs-policy.h"
+#include "vs-queue.h"
 #include "vs-scheduler.h"
 #include "vs-rbd.h"
 #include "vs-util.h"
@@ -29,17 +29,11 @@ struct _VsManager {
     VsLibvirt *libvirt;
     VsDbusAgent1 *skeleton;
     GDBusObjectManagerServer *object_manager;
-    GPtrArray *jobs; /* VsJob*, oldest first */
-    guint next_job_id;
-    gboolean recovered;
+    VsQueue *queue;
     GHashTable *hook_counts; /* operation -> count */
     VsScheduler *scheduler;
-    guint rbd_idle_source;
     VsBouncer *bouncer; /* every method call passes it first */
 };
-
-/* Ended jobs stay visible for a while so that callers can read their result. */
-#define KEEP_ENDED_JOBS 32
 
 G_DEFINE_TYPE(VsManager, vs_manager, G_TYPE_OBJECT)
 
@@ -141,116 +135,7 @@ handle_list_domains(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, V
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-/* ---- jobs ------------------------------------------------------------------------------ */
-
-static guint
-running_jobs(VsManager *self)
-{
-    guint n = 0;
-
-    for (guint i = 0; i < self->jobs->len; i++) {
-        VsJob *job = g_ptr_array_index(self->jobs, i);
-
-        n += !vs_job_is_finished(job) && !vs_job_is_queued(job);
-    }
-    return n;
-}
-
-static VsJob *
-active_job_for(VsManager *self, const char *name_or_uuid)
-{
-    for (guint i = 0; i < self->jobs->len; i++) {
-        VsJob *job = g_ptr_array_index(self->jobs, i);
-
-        if (!vs_job_is_finished(job) && (g_strcmp0(vs_job_get_uuid(job), name_or_uuid) == 0 ||
-                                         g_strcmp0(vs_job_get_domain(job), name_or_uuid) == 0))
-            return job;
-    }
-    return NULL;
-}
-
-/* Starts queued jobs while there is room, and forgets the oldest ended ones. */
-static void
-schedule_jobs(VsManager *self)
-{
-    guint ended = 0;
-
-    for (guint i = 0; i < self->jobs->len && running_jobs(self) < self->config->max_jobs; i++) {
-        VsJob *job = g_ptr_array_index(self->jobs, i);
-
-        if (vs_job_is_queued(job))
-            vs_job_start(job);
-    }
-    for (guint i = self->jobs->len; i > 0; i--)
-        ended += vs_job_is_finished(g_ptr_array_index(self->jobs, i - 1));
-    for (guint i = 0; i < self->jobs->len && ended > KEEP_ENDED_JOBS;) {
-        VsJob *job = g_ptr_array_index(self->jobs, i);
-
-        if (!vs_job_is_finished(job)) {
-            i++;
-            continue;
-        }
-        g_dbus_object_manager_server_unexport(self->object_manager, vs_job_get_path(job));
-        g_ptr_array_remove_index(self->jobs, i);
-        ended--;
-    }
-}
-
-/* Ceph connections are kept for a minute after the last job, then closed: no timer
- * and no connection while nothing uses the cluster. */
-static gboolean
-close_idle_rbd(gpointer data)
-{
-    VsManager *self = data;
-
-    self->rbd_idle_source = 0;
-    vs_rbd_close_idle();
-    return G_SOURCE_REMOVE;
-}
-
-static void
-on_job_finished(VsJob *job, VsManager *self)
-{
-    g_clear_handle_id(&self->rbd_idle_source, g_source_remove);
-    self->rbd_idle_source = g_timeout_add_seconds(60, close_idle_rbd, self);
-    if (vs_job_succeeded(job))
-        vs_scheduler_job_succeeded(self->scheduler, vs_job_get_uuid(job));
-    schedule_jobs(self);
-}
-
-static void
-add_job(VsManager *self, VsJob *job)
-{
-    g_autoptr(VsDbusJob1) iface = vs_dbus_object_get_job1(VS_DBUS_OBJECT(vs_job_get_object(job)));
-
-    vs_bouncer_guard(self->bouncer, G_DBUS_INTERFACE_SKELETON(iface));
-    g_ptr_array_add(self->jobs, job);
-    g_signal_connect(job, "finished", G_CALLBACK(on_job_finished), self);
-    g_dbus_object_manager_server_export(self->object_manager, vs_job_get_object(job));
-}
-
-/* Jobs an earlier agent left unfinished: repaired as soon as libvirt is connected. */
-static void
-recover_jobs(VsManager *self)
-{
-    g_autoptr(GPtrArray) entries = NULL;
-
-    if (self->recovered)
-        return;
-    self->recovered = TRUE;
-    entries = vs_journal_load_all(self->config->state_dir);
-    for (guint i = 0; i < entries->len; i++) {
-        VsJournalEntry *entry = g_ptr_array_steal_index(entries, i--);
-
-        vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, ++self->next_job_id, entry->domain,
-                   "repairing interrupted job for snapshot %s (phase %s)", entry->snapshot_id,
-                   entry->phase);
-        add_job(self, vs_job_new_recovery(self->next_job_id, self->config, self->libvirt, entry));
-    }
-    /* Repairs run before anything new starts: they are at the head of the queue. */
-    for (guint i = 0; i < self->jobs->len; i++)
-        vs_job_start(g_ptr_array_index(self->jobs, i));
-}
+/* ---- snapshots ------------------------------------------------------------------------- */
 
 typedef struct {
     char *domain;
@@ -291,31 +176,20 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     g_autoptr(GVariant) value = g_task_propagate_pointer(G_TASK(result), &error);
     ConnWork *w = g_task_get_task_data(G_TASK(result));
     CreateData *c = w->data;
-    g_autoptr(VsPlan) plan = NULL;
-    VsJob *job, *other;
+    g_autoptr(VsPlan) plan = value ? (VsPlan *)(guintptr)g_variant_get_uint64(value) : NULL;
+    VsJob *job;
 
-    if (!value) {
+    if (!plan || !vs_queue_check_free(self->queue, plan->uuid, plan->name, &error)) {
         reply_error(invocation, error);
         return;
     }
-    plan = (VsPlan *)(guintptr)g_variant_get_uint64(value);
-    if ((other = active_job_for(self, plan->uuid))) {
-        g_autoptr(GError) busy =
-            g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
-                        plan->name, vs_job_get_path(other));
-
-        reply_error(invocation, busy);
-        return;
-    }
-    job = vs_job_new(++self->next_job_id, self->config, self->libvirt, g_steal_pointer(&plan),
-                     &c->opts, c->requested_ms);
-    add_job(self, job);
+    job = vs_queue_add_snapshot(self->queue, g_steal_pointer(&plan), &c->opts, c->requested_ms);
     if (invocation)
         vs_dbus_agent1_complete_create_snapshot(self->skeleton, invocation, vs_job_get_path(job));
     else
         vs_log_job(G_LOG_LEVEL_MESSAGE, VS_MSGID_POLICY_TRIGGERED, vs_job_get_id(job),
                    vs_job_get_domain(job), "%s: started %s", c->why, vs_job_get_path(job));
-    schedule_jobs(self);
+    vs_queue_schedule(self->queue);
 }
 
 /* A snapshot request from a caller (@invocation) or from a policy (NULL, @why). */
@@ -325,13 +199,10 @@ start_snapshot(VsManager *self, GDBusMethodInvocation *invocation, const char *d
 {
     CreateData *c = NULL;
     g_autoptr(GError) error = NULL;
-    VsJob *other = NULL;
 
     /* Our own job on the domain is known here, without asking libvirt (whose view,
      * a block job on the disk, would look foreign). */
-    if ((other = active_job_for(self, domain))) {
-        error = g_error_new(VS_ERROR, VS_ERROR_BUSY, "domain '%s' already has a snapshot job: %s",
-                            domain, vs_job_get_path(other));
+    if (!vs_queue_check_free(self->queue, domain, domain, &error)) {
         reply_error(invocation, error);
         return;
     }
@@ -389,30 +260,12 @@ policy_work(virConnectPtr conn, gpointer data, GError **error)
 {
     PolicyCall *pc = data;
     g_autoptr(virDomain) dom = vs_lookup_domain(conn, pc->domain, error);
-    g_autoptr(GError) problem = NULL;
-    g_autoptr(VsPolicy) policy = NULL;
-    GVariantIter iter;
-    const char *key, *value;
 
     if (!dom)
         return NULL;
-    policy = vs_policy_read(dom, &problem);
-    if (!pc->settings && !pc->clear) /* GetPolicy */
-        return g_variant_new("(@a{ss}s)",
-                             policy ? vs_policy_to_variant(policy) : g_variant_new("a{ss}", NULL),
-                             problem ? problem->message : "");
-    if (!policy || pc->clear) { /* an unreadable policy is replaced */
-        g_clear_pointer(&policy, vs_policy_free);
-        policy = vs_policy_new();
-    }
-    g_variant_iter_init(&iter, pc->settings ? pc->settings : g_variant_new("a{ss}", NULL));
-    while (g_variant_iter_next(&iter, "{&s&s}", &key, &value)) {
-        if (!vs_policy_set(policy, key, value, error))
-            return NULL;
-    }
-    if (!vs_policy_write(dom, policy, error))
-        return NULL;
-    return g_variant_new("()");
+    if (!pc->settings && !pc->clear)
+        return vs_policy_get_reply(dom);
+    return vs_policy_update(dom, pc->settings, pc->clear, error) ? g_variant_new("()") : NULL;
 }
 
 static void
@@ -473,10 +326,11 @@ handle_clear_policy(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, c
 static gboolean
 handle_list_jobs(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, VsManager *self)
 {
+    GPtrArray *jobs = vs_queue_get_jobs(self->queue);
     g_autoptr(GPtrArray) paths = g_ptr_array_new();
 
-    for (guint i = 0; i < self->jobs->len; i++)
-        g_ptr_array_add(paths, (gpointer)vs_job_get_path(g_ptr_array_index(self->jobs, i)));
+    for (guint i = 0; i < jobs->len; i++)
+        g_ptr_array_add(paths, (gpointer)vs_job_get_path(g_ptr_array_index(jobs, i)));
     g_ptr_array_add(paths, NULL);
     vs_dbus_agent1_complete_list_jobs(skeleton, invocation, (const char *const *)paths->pdata);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
@@ -569,16 +423,13 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
                        VsManager *self)
 {
     g_autoptr(GTask) task = NULL;
+    VsJob *job = vs_queue_find_making(self->queue, id);
 
-    for (guint i = 0; i < self->jobs->len; i++) {
-        VsJob *job = g_ptr_array_index(self->jobs, i);
-
-        if (!vs_job_is_finished(job) && g_strcmp0(vs_job_get_snapshot_id(job), id) == 0) {
-            g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
-                                                  "snapshot %s is still being made by %s", id,
-                                                  vs_job_get_path(job));
-            return G_DBUS_METHOD_INVOCATION_HANDLED;
-        }
+    if (job) {
+        g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
+                                              "snapshot %s is still being made by %s", id,
+                                              vs_job_get_path(job));
+        return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
     task = g_task_new(self, NULL, delete_snapshot_done, g_object_ref(invocation));
     g_task_set_task_data(task, g_strdup(id), g_free);
@@ -620,7 +471,7 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
                   VsManager *self)
 {
     g_autofree char *message = NULL;
-    VsJob *job = active_job_for(self, domain);
+    VsJob *job = vs_queue_find_active(self->queue, domain);
     gboolean allow;
 
     if (job && vs_job_is_queued(job))
@@ -638,18 +489,21 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
 void
 vs_manager_cancel_all(VsManager *self)
 {
-    for (guint i = 0; i < self->jobs->len; i++)
-        vs_job_cancel(g_ptr_array_index(self->jobs, i));
+    vs_queue_cancel_all(self->queue);
 }
 
 gboolean
 vs_manager_is_idle(VsManager *self)
 {
-    for (guint i = 0; i < self->jobs->len; i++) {
-        if (!vs_job_is_finished(g_ptr_array_index(self->jobs, i)))
-            return FALSE;
-    }
-    return TRUE;
+    return vs_queue_is_idle(self->queue);
+}
+
+static void
+on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
+{
+    if (vs_job_succeeded(job))
+        vs_queue_prune(self->queue, vs_job_get_uuid(job),
+                       vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
 }
 
 static void
@@ -665,7 +519,7 @@ on_connected_changed(VsLibvirt *libvirt, GParamSpec *pspec, VsManager *self)
 {
     vs_dbus_agent1_set_connected(self->skeleton, vs_libvirt_is_connected(libvirt));
     if (vs_libvirt_is_connected(libvirt))
-        recover_jobs(self);
+        vs_queue_recover(self->queue);
 }
 
 gboolean
@@ -695,11 +549,12 @@ vs_manager_dispose(GObject *object)
     g_clear_object(&self->libvirt);
     g_clear_object(&self->skeleton);
     g_clear_object(&self->object_manager);
-    g_clear_pointer(&self->jobs, g_ptr_array_unref);
+    if (self->queue)
+        g_signal_handlers_disconnect_by_data(self->queue, self);
+    g_clear_object(&self->queue);
     g_clear_pointer(&self->hook_counts, g_hash_table_unref);
     g_clear_object(&self->scheduler);
     g_clear_object(&self->bouncer);
-    g_clear_handle_id(&self->rbd_idle_source, g_source_remove);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
 
@@ -715,7 +570,6 @@ vs_manager_finalize(GObject *object)
 static void
 vs_manager_init(VsManager *self)
 {
-    self->jobs = g_ptr_array_new_with_free_func(g_object_unref);
     self->hook_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 }
 
@@ -739,6 +593,8 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     self->object_manager = g_dbus_object_manager_server_new(VS_AGENT_PATH);
     self->bouncer = vs_bouncer_new();
     vs_bouncer_guard(self->bouncer, G_DBUS_INTERFACE_SKELETON(self->skeleton));
+    self->queue = vs_queue_new(config, libvirt, self->object_manager, self->bouncer);
+    g_signal_connect(self->queue, "job-finished", G_CALLBACK(on_job_finished), self);
 
     vs_dbus_agent1_set_version(self->skeleton, VS_VERSION);
     vs_dbus_agent1_set_api_version(self->skeleton, VS_API_VERSION);

@@ -2,38 +2,39 @@
 /* Turns a caller's a{sv} into VsSnapshotOptions, refusing anything unexpected. */
 #include "vs-options.h"
 #include "vs-error.h"
+#include "vs-keys.h"
 #include "vs-names.h"
 #include "vs-util.h"
 
 #include <string.h>
 
-static const char *const method_words[] = {"auto", "live", "cold", "rbd", NULL};
-static const char *const quiesce_words[] = {"off", "try", "require", NULL};
-static const char *const format_words[] = {"qcow2", "raw", NULL};
-static const char *const copy_words[] = {"shallow", "direct", NULL};
+G_STATIC_ASSERT(G_N_ELEMENTS(vs_method_words) == VS_METHOD_RBD + 2);
+G_STATIC_ASSERT(G_N_ELEMENTS(vs_quiesce_words) == VS_QUIESCE_REQUIRE + 2);
+G_STATIC_ASSERT(G_N_ELEMENTS(vs_format_words) == VS_FORMAT_RAW + 2);
+G_STATIC_ASSERT(G_N_ELEMENTS(vs_copy_words) == VS_COPY_DIRECT + 2);
 
 const char *
 vs_method_name(VsMethod method)
 {
-    return method_words[method];
+    return vs_method_words[method];
 }
 
 const char *
 vs_quiesce_name(VsQuiesce quiesce)
 {
-    return quiesce_words[quiesce];
+    return vs_quiesce_words[quiesce];
 }
 
 const char *
 vs_format_name(VsFormat format)
 {
-    return format_words[format];
+    return vs_format_words[format];
 }
 
 const char *
 vs_copy_name(VsCopy copy)
 {
-    return copy_words[copy];
+    return vs_copy_words[copy];
 }
 
 void
@@ -95,19 +96,19 @@ parse_one(VsSnapshotOptions *opts, const char *key, GVariant *value, GError **er
     int word;
 
     if (strcmp(key, VS_OPT_METHOD) == 0) {
-        if (!pick_word(key, value, method_words, &word, error))
+        if (!pick_word(key, value, vs_method_words, &word, error))
             return FALSE;
         opts->method = word;
     } else if (strcmp(key, VS_OPT_QUIESCE) == 0) {
-        if (!pick_word(key, value, quiesce_words, &word, error))
+        if (!pick_word(key, value, vs_quiesce_words, &word, error))
             return FALSE;
         opts->quiesce = word;
     } else if (strcmp(key, VS_OPT_FORMAT) == 0) {
-        if (!pick_word(key, value, format_words, &word, error))
+        if (!pick_word(key, value, vs_format_words, &word, error))
             return FALSE;
         opts->format = word;
     } else if (strcmp(key, VS_OPT_COPY) == 0) {
-        if (!pick_word(key, value, copy_words, &word, error))
+        if (!pick_word(key, value, vs_copy_words, &word, error))
             return FALSE;
         opts->copy = word;
     } else if (strcmp(key, VS_OPT_DISKS) == 0) {

@@ -277,8 +277,9 @@ choose_disks(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, GPtrA
 /* Whether the hypervisor does block jobs on @target at all. A stale-job query that
  * answers CONFIG_UNSUPPORTED means no live copy (Nova reads the abort the same way). */
 static gboolean
-block_jobs_supported(VsPlan *plan, const char *target)
+block_jobs_supported(gpointer data, const char *target)
 {
+    VsPlan *plan = data;
     virDomainBlockJobInfo info;
     virErrorPtr err;
 
@@ -291,7 +292,7 @@ block_jobs_supported(VsPlan *plan, const char *target)
 /* live, cold or offline, and why: the one place that picks the method. */
 static gboolean
 choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reason,
-              const char *first_target, GError **error)
+              const char *first_target, VsBlockJobsProbe probe, gpointer probe_data, GError **error)
 {
     gboolean active = plan->state == VIR_DOMAIN_RUNNING || plan->state == VIR_DOMAIN_PAUSED;
 
@@ -335,7 +336,7 @@ choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reas
                         "%s: a live copy is impossible (method=cold would work)", live_reason);
             return FALSE;
         }
-        if (!block_jobs_supported(plan, first_target)) {
+        if (!probe(probe_data, first_target)) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                         "the hypervisor does no block copy for '%s'", plan->name);
             return FALSE;
@@ -359,7 +360,7 @@ choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reas
         plan->method = VS_METHOD_COLD;
         plan->method_reason = g_strdup_printf(
             "%s, which a live copy cannot handle: managed save instead", live_reason);
-    } else if (!block_jobs_supported(plan, first_target)) {
+    } else if (!probe(probe_data, first_target)) {
         plan->method = VS_METHOD_COLD;
         plan->method_reason =
             g_strdup("the hypervisor answers CONFIG_UNSUPPORTED to block jobs: managed save");
@@ -370,6 +371,18 @@ choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reas
     return TRUE;
 }
 
+gboolean
+vs_plan_choose(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, VsBlockJobsProbe probe,
+               gpointer probe_data, GPtrArray *chosen, GError **error)
+{
+    g_autofree char *live_reason = NULL;
+
+    if (!choose_disks(plan, dx, opts, chosen, &live_reason, error))
+        return FALSE;
+    return choose_method(plan, opts, live_reason, ((VsDisk *)g_ptr_array_index(chosen, 0))->target,
+                         probe, probe_data, error);
+}
+
 VsPlan *
 vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *opts,
              const char *snapshot_dir, GError **error)
@@ -377,7 +390,6 @@ vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *op
     g_autoptr(VsPlan) plan = g_new0(VsPlan, 1);
     g_autoptr(VsDomainXml) dx = NULL;
     g_autoptr(GPtrArray) chosen = g_ptr_array_new();
-    g_autofree char *live_reason = NULL;
     char uuid[VIR_UUID_STRING_BUFLEN] = "";
     unsigned long lib_version = 0;
     int reason, persistent, managed_save;
@@ -406,10 +418,7 @@ vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *op
         return NULL;
     plan->agent_connected = dx->agent_connected;
 
-    if (!choose_disks(plan, dx, opts, chosen, &live_reason, error))
-        return NULL;
-    if (!choose_method(plan, opts, live_reason, ((VsDisk *)g_ptr_array_index(chosen, 0))->target,
-                       error))
+    if (!vs_plan_choose(plan, dx, opts, block_jobs_supported, plan, chosen, error))
         return NULL;
     if (plan->method == VS_METHOD_COLD && plan->active && !plan->persistent) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,

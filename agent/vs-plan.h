@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <libvirt/libvirt.h>
 
+#include "vs-domain-xml.h"
 #include "vs-options.h"
 #include "vs-rbd.h"
 
@@ -51,5 +52,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsPlan, vs_plan_free)
 /* Blocking: call from a worker thread. Takes its own reference to @conn. */
 VsPlan *vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *opts,
                      const char *snapshot_dir, GError **error);
+
+/* Whether the hypervisor does block jobs on disk @target; asked only when the answer
+ * decides the method. */
+typedef gboolean (*VsBlockJobsProbe)(gpointer data, const char *target);
+
+/* The decision part of vs_plan_make, from facts alone (no libvirt call but @probe): the
+ * disks of @dx to snapshot (their VsDisk* into @chosen) and the method. Needs plan->name
+ * and plan->state; sets method, method_reason, skipped, rbd_targets and file_targets. */
+gboolean vs_plan_choose(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts,
+                        VsBlockJobsProbe probe, gpointer probe_data, GPtrArray *chosen,
+                        GError **error);
 
 G_END_DECLS

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Policy <-> XML and words. libvirt stores the element under our namespace; it may
- * come back with a prefix on every element, which is why names are compared after
- * the last ':'. */
+/* Policy <-> XML and words, and its storage in the domain's <metadata>. libvirt stores
+ * the element under our namespace; it may come back with a prefix on every element,
+ * which is why names are compared after the last ':'. */
 #include "vs-policy.h"
 #include "vs-error.h"
+#include "vs-keys.h"
+#include "vs-virt-util.h"
 
 #include <string.h>
-
-static const char *const keys[] = {"on-stop", "every", "keep", "quiesce", "method", "format", NULL};
 
 VsPolicy *
 vs_policy_new(void)
@@ -90,26 +90,23 @@ one_of(const char *key, const char *value, const char *const *words, char **slot
 gboolean
 vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **error)
 {
-    static const char *const quiesce_words[] = {"off", "try", "require", NULL};
-    static const char *const method_words[] = {"auto", "live", "cold", NULL};
-    static const char *const format_words[] = {"qcow2", "raw", NULL};
-    gboolean clear = !value || !*value || strcmp(value, "none") == 0;
+    gboolean clear = !value || !*value || strcmp(value, VS_POLICY_WORD_NONE) == 0;
 
-    if (!g_strv_contains(keys, key)) {
-        g_autofree char *known = g_strjoinv(", ", (char **)keys);
+    if (!g_strv_contains(vs_policy_keys, key)) {
+        g_autofree char *known = g_strjoinv(", ", (char **)vs_policy_keys);
 
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                     "unknown policy key '%s' (known: %s)", key, known);
         return FALSE;
     }
-    if (strcmp(key, "on-stop") == 0) {
-        if (!clear && strcmp(value, "snapshot") != 0) {
+    if (strcmp(key, VS_POLICY_ON_STOP) == 0) {
+        if (!clear && strcmp(value, VS_POLICY_WORD_SNAPSHOT) != 0) {
             g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                         "policy on-stop: '%s' is not one of none|snapshot", value);
             return FALSE;
         }
         policy->on_stop = !clear;
-    } else if (strcmp(key, "every") == 0) {
+    } else if (strcmp(key, VS_POLICY_EVERY) == 0) {
         if (clear) {
             policy->every_s = 0;
         } else if (!vs_parse_duration(value, &policy->every_s)) {
@@ -117,7 +114,7 @@ vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **err
                         "policy every: '%s' is not a duration like 30s, 15m, 6h or 1d", value);
             return FALSE;
         }
-    } else if (strcmp(key, "keep") == 0) {
+    } else if (strcmp(key, VS_POLICY_KEEP) == 0) {
         guint64 n = 0;
 
         if (!clear && !g_ascii_string_to_unsigned(value, 10, 1, 10000, &n, NULL)) {
@@ -127,12 +124,12 @@ vs_policy_set(VsPolicy *policy, const char *key, const char *value, GError **err
         }
         policy->keep = (guint)n;
     } else {
-        char **slot = strcmp(key, "quiesce") == 0  ? &policy->quiesce
-                      : strcmp(key, "method") == 0 ? &policy->method
-                                                   : &policy->format;
-        const char *const *words = strcmp(key, "quiesce") == 0  ? quiesce_words
-                                   : strcmp(key, "method") == 0 ? method_words
-                                                                : format_words;
+        char **slot = strcmp(key, VS_POLICY_QUIESCE) == 0  ? &policy->quiesce
+                      : strcmp(key, VS_POLICY_METHOD) == 0 ? &policy->method
+                                                           : &policy->format;
+        const char *const *words = strcmp(key, VS_POLICY_QUIESCE) == 0  ? vs_quiesce_words
+                                   : strcmp(key, VS_POLICY_METHOD) == 0 ? vs_method_words
+                                                                        : vs_format_words;
 
         if (clear) {
             g_clear_pointer(slot, g_free);
@@ -156,23 +153,23 @@ vs_policy_to_variant(const VsPolicy *p)
 
     g_variant_builder_init(&b, G_VARIANT_TYPE("a{ss}"));
     if (p->on_stop)
-        g_variant_builder_add(&b, "{ss}", "on-stop", "snapshot");
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_ON_STOP, VS_POLICY_WORD_SNAPSHOT);
     if (p->every_s) {
         g_autofree char *text = duration_text(p->every_s);
 
-        g_variant_builder_add(&b, "{ss}", "every", text);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_EVERY, text);
     }
     if (p->keep) {
         g_autofree char *text = g_strdup_printf("%u", p->keep);
 
-        g_variant_builder_add(&b, "{ss}", "keep", text);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_KEEP, text);
     }
     if (p->quiesce)
-        g_variant_builder_add(&b, "{ss}", "quiesce", p->quiesce);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_QUIESCE, p->quiesce);
     if (p->method)
-        g_variant_builder_add(&b, "{ss}", "method", p->method);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_METHOD, p->method);
     if (p->format)
-        g_variant_builder_add(&b, "{ss}", "format", p->format);
+        g_variant_builder_add(&b, "{ss}", VS_POLICY_FORMAT, p->format);
     return g_variant_builder_end(&b);
 }
 
@@ -270,4 +267,71 @@ vs_policy_parse(const char *xml, GError **error)
         return NULL;
     }
     return g_steal_pointer(&policy);
+}
+
+/* ---- storage in the domain's <metadata> ------------------------------------------------ */
+
+VsPolicy *
+vs_policy_read(virDomainPtr dom, GError **error)
+{
+    int persistent = virDomainIsPersistent(dom);
+    g_autofree char *xml =
+        virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VS_POLICY_NS,
+                             persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : VIR_DOMAIN_AFFECT_LIVE);
+
+    if (!xml) {
+        virErrorPtr err = virGetLastError();
+
+        if (err && err->code == VIR_ERR_NO_DOMAIN_METADATA)
+            return vs_policy_new();
+        vs_set_libvirt_error(error, "reading the policy of '%s'", virDomainGetName(dom));
+        return NULL;
+    }
+    return vs_policy_parse(xml, error);
+}
+
+gboolean
+vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error)
+{
+    int persistent = virDomainIsPersistent(dom);
+    int active = virDomainIsActive(dom);
+    unsigned int flags = (persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : 0) |
+                         (active == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0);
+    g_autofree char *xml = vs_policy_is_empty(policy) ? NULL : vs_policy_to_xml(policy);
+
+    if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? VS_POLICY_PREFIX : NULL,
+                             VS_POLICY_NS, flags) < 0)
+        return vs_set_libvirt_error(error, "writing the policy of '%s'", virDomainGetName(dom));
+    return TRUE;
+}
+
+GVariant *
+vs_policy_get_reply(virDomainPtr dom)
+{
+    g_autoptr(GError) problem = NULL;
+    g_autoptr(VsPolicy) policy = vs_policy_read(dom, &problem);
+
+    return g_variant_new("(@a{ss}s)",
+                         policy ? vs_policy_to_variant(policy) : g_variant_new("a{ss}", NULL),
+                         problem ? problem->message : "");
+}
+
+gboolean
+vs_policy_update(virDomainPtr dom, GVariant *settings, gboolean clear, GError **error)
+{
+    g_autoptr(VsPolicy) policy = vs_policy_read(dom, NULL);
+    GVariantIter iter;
+    const char *key, *value;
+
+    if (!policy || clear) { /* an unreadable policy is replaced */
+        g_clear_pointer(&policy, vs_policy_free);
+        policy = vs_policy_new();
+    }
+    if (settings)
+        g_variant_iter_init(&iter, settings);
+    while (settings && g_variant_iter_next(&iter, "{&s&s}", &key, &value)) {
+        if (!vs_policy_set(policy, key, value, error))
+            return FALSE;
+    }
+    return vs_policy_write(dom, policy, error);
 }

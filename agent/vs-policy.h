@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A domain's snapshot policy, kept in the domain's own XML <metadata> (namespace
- * VS_POLICY_NS) so that it travels with the domain. Pure parsing and formatting. */
+ * VS_POLICY_NS) so that it travels with the domain: parsing, formatting, and reading
+ * and writing it there. */
 #pragma once
 
 #include <glib.h>
+#include <libvirt/libvirt.h>
 
 G_BEGIN_DECLS
 
@@ -40,5 +42,19 @@ gboolean vs_policy_is_empty(const VsPolicy *policy);
 
 /* "90", "30s", "15m", "6h", "2d" -> seconds; FALSE for anything else or 0. */
 gboolean vs_parse_duration(const char *text, guint64 *seconds);
+
+/* Reads a domain's policy from its metadata (blocking: a worker thread). An absent
+ * policy is an empty one; an unreadable one is NULL with the reason in @error. */
+VsPolicy *vs_policy_read(virDomainPtr dom, GError **error);
+
+/* Writes (or, for an empty policy, removes) it (blocking). */
+gboolean vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error);
+
+/* GetPolicy's reply, (a{ss}s): the settings, and why they are not used (or ""). */
+GVariant *vs_policy_get_reply(virDomainPtr dom);
+
+/* SetPolicy (@settings a{ss} onto the stored policy) and ClearPolicy (@clear: from empty,
+ * then @settings if any). An unreadable stored policy is replaced. Blocking. */
+gboolean vs_policy_update(virDomainPtr dom, GVariant *settings, gboolean clear, GError **error);
 
 G_END_DECLS

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The scheduler keeps, per domain, its policy and at most one timer. Policies are read
  * in worker threads (libvirt calls); timers exist only for running domains with an
- * `every` policy, so an agent with no such domain has no timer at all. */
+ * `every` policy, so an agent with no such domain has no timer at all. The policies
+ * themselves are stored by vs-policy.c; pruning to `keep` is done by vs-queue.c. */
 #include "vs-scheduler.h"
-#include "vs-catalog.h"
 #include "vs-log.h"
 #include "vs-error.h"
 #include "vs-names.h"
+#include "vs-options.h"
 #include "vs-virt-util.h"
 
 #include <gio/gio.h>
@@ -44,40 +45,6 @@ entry_free(gpointer p)
     vs_policy_free(e->policy);
     g_free(e->problem);
     g_free(e);
-}
-
-VsPolicy *
-vs_policy_read(virDomainPtr dom, GError **error)
-{
-    int persistent = virDomainIsPersistent(dom);
-    g_autofree char *xml =
-        virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, VS_POLICY_NS,
-                             persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : VIR_DOMAIN_AFFECT_LIVE);
-
-    if (!xml) {
-        virErrorPtr err = virGetLastError();
-
-        if (err && err->code == VIR_ERR_NO_DOMAIN_METADATA)
-            return vs_policy_new();
-        vs_set_libvirt_error(error, "reading the policy of '%s'", virDomainGetName(dom));
-        return NULL;
-    }
-    return vs_policy_parse(xml, error);
-}
-
-gboolean
-vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error)
-{
-    int persistent = virDomainIsPersistent(dom);
-    int active = virDomainIsActive(dom);
-    unsigned int flags = (persistent == 1 ? VIR_DOMAIN_AFFECT_CONFIG : 0) |
-                         (active == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0);
-    g_autofree char *xml = vs_policy_is_empty(policy) ? NULL : vs_policy_to_xml(policy);
-
-    if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, xml ? VS_POLICY_PREFIX : NULL,
-                             VS_POLICY_NS, flags) < 0)
-        return vs_set_libvirt_error(error, "writing the policy of '%s'", virDomainGetName(dom));
-    return TRUE;
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -311,8 +278,8 @@ on_domain_event(VsLibvirt *libvirt, const char *name, const char *uuid, const ch
          * the end of the guest's run. */
         if (e->policy && e->policy->on_stop && strcmp(detail, "saved") != 0 &&
             strcmp(detail, "migrated") != 0 && strcmp(detail, "from-snapshot") != 0)
-            self->request(e->name, policy_options(e->policy, "auto"), "policy on-stop",
-                          self->request_data);
+            self->request(e->name, policy_options(e->policy, vs_method_name(VS_METHOD_AUTO)),
+                          "policy on-stop", self->request_data);
     }
 }
 
@@ -325,60 +292,12 @@ on_connected(VsLibvirt *libvirt, GParamSpec *pspec, VsScheduler *self)
 
 /* ---- keep -------------------------------------------------------------------------------- */
 
-typedef struct {
-    char *snapshot_dir;
-    char *uuid;
-    guint keep;
-} Prune;
-
-static void
-prune_free(gpointer p)
-{
-    Prune *pr = p;
-
-    g_free(pr->snapshot_dir);
-    g_free(pr->uuid);
-    g_free(pr);
-}
-
-static void
-prune_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
-{
-    Prune *pr = data;
-    g_autoptr(GVariant) list = g_variant_ref_sink(vs_catalog_list(pr->snapshot_dir, pr->uuid));
-    gsize n = g_variant_n_children(list);
-
-    /* The catalog lists oldest first. */
-    for (gsize i = 0; n > pr->keep && i < n - pr->keep; i++) {
-        g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
-        g_autoptr(GError) error = NULL;
-        const char *id = NULL;
-
-        g_variant_lookup(snap, "id", "&s", &id);
-        if (id && vs_catalog_delete(pr->snapshot_dir, id, &error))
-            g_message("policy keep=%u: removed snapshot %s", pr->keep, id);
-        else if (id)
-            g_warning("policy keep=%u: cannot remove %s: %s", pr->keep, id, error->message);
-    }
-    g_task_return_boolean(task, TRUE);
-}
-
-void
-vs_scheduler_job_succeeded(VsScheduler *self, const char *uuid)
+guint
+vs_scheduler_get_keep(VsScheduler *self, const char *uuid)
 {
     Entry *e = g_hash_table_lookup(self->entries, uuid);
-    g_autoptr(GTask) task = NULL;
-    Prune *pr;
 
-    if (!e || !e->policy || !e->policy->keep)
-        return;
-    pr = g_new0(Prune, 1);
-    pr->snapshot_dir = g_strdup(self->snapshot_dir);
-    pr->uuid = g_strdup(uuid);
-    pr->keep = e->policy->keep;
-    task = g_task_new(self, NULL, NULL, NULL);
-    g_task_set_task_data(task, pr, prune_free);
-    g_task_run_in_thread(task, prune_thread);
+    return e && e->policy ? e->policy->keep : 0;
 }
 
 /* ---- object ------------------------------------------------------------------------------ */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Acts on domain policies: timed snapshots while a domain runs (`every`), an offline
- * snapshot after it stops (`on-stop`), pruning to the newest N (`keep`). */
+ * snapshot after it stops (`on-stop`); answers what a domain's `keep` is. */
 #pragma once
 
 #include <glib-object.h>
@@ -24,14 +24,7 @@ VsScheduler *vs_scheduler_new(VsLibvirt *libvirt, const char *snapshot_dir,
 /* Re-reads the policy of one domain (name or UUID), or of all of them (NULL). */
 void vs_scheduler_reload(VsScheduler *self, const char *domain);
 
-/* A job for domain @uuid succeeded: prune its snapshots to the policy's `keep`. */
-void vs_scheduler_job_succeeded(VsScheduler *self, const char *uuid);
-
-/* Reads a domain's policy from its metadata (blocking: a worker thread). An absent
- * policy is an empty one; an unreadable one is NULL with the reason in @error. */
-VsPolicy *vs_policy_read(virDomainPtr dom, GError **error);
-
-/* Writes (or, for an empty policy, removes) it (blocking). */
-gboolean vs_policy_write(virDomainPtr dom, const VsPolicy *policy, GError **error);
+/* The policy's `keep` for domain @uuid: how many of its snapshots to keep; 0: all. */
+guint vs_scheduler_get_keep(VsScheduler *self, const char *uuid);
 
 G_END_DECLS

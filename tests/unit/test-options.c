@@ -2,6 +2,7 @@
 /* CreateSnapshot options and snapshot names: what is accepted, what is refused. */
 #include "vs-error.h"
 #include "vs-names.h"
+#include "vs-keys.h"
 #include "vs-options.h"
 #include "vs-util.h"
 
@@ -127,6 +128,26 @@ test_names(void)
     g_assert_false(vs_name_is_valid("é"));
 }
 
+/* Each word of the shared table parses to the enum value whose name it is. */
+static void
+test_words(void)
+{
+    for (int i = 0; vs_method_words[i]; i++) {
+        g_auto(VsSnapshotOptions) opts;
+        g_autoptr(GVariant) dict =
+            g_variant_ref_sink(g_variant_new_parsed("{'method': <%s>}", vs_method_words[i]));
+
+        vs_snapshot_options_init(&opts);
+        g_assert_true(vs_snapshot_options_parse(&opts, dict, NULL));
+        g_assert_cmpint(opts.method, ==, i);
+        g_assert_cmpstr(vs_method_name(opts.method), ==, vs_method_words[i]);
+    }
+    g_assert_cmpstr(vs_method_name(VS_METHOD_RBD), ==, "rbd");
+    g_assert_cmpstr(vs_quiesce_name(VS_QUIESCE_REQUIRE), ==, "require");
+    g_assert_cmpstr(vs_format_name(VS_FORMAT_RAW), ==, "raw");
+    g_assert_cmpstr(vs_copy_name(VS_COPY_SHALLOW), ==, "shallow");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -136,5 +157,6 @@ main(int argc, char **argv)
     g_test_add_func("/options/refused", test_refused);
     g_test_add_func("/options/compress-picks-shallow", test_compress_picks_shallow);
     g_test_add_func("/options/names", test_names);
+    g_test_add_func("/options/words", test_words);
     return g_test_run();
 }

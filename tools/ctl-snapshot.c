@@ -183,15 +183,23 @@ parse_size(const char *text, guint64 *out)
     return TRUE;
 }
 
+/* Command-line options passed on to CreateSnapshot as they are, in the order sent. */
+static const struct {
+    const char *option;
+    const char *key;
+    gboolean flag; /* a TRUE boolean when given, else the string */
+} passed_options[] = {
+    {"method", VS_OPT_METHOD, FALSE}, {"quiesce", VS_OPT_QUIESCE, FALSE},
+    {"format", VS_OPT_FORMAT, FALSE}, {"copy", VS_OPT_COPY, FALSE},
+    {"name", VS_OPT_NAME, FALSE},     {"compress", VS_OPT_COMPRESS, TRUE},
+    {"force", VS_OPT_FORCE, TRUE},    {"legacy-undefine", VS_OPT_LEGACY_UNDEFINE, TRUE},
+};
+
 int
 ctl_snapshot(Ctl *ctl, const Invocation *inv)
 {
     const char *const *disks = inv_list(inv, "disk");
-    const char *method = inv_value(inv, "method"), *quiesce = inv_value(inv, "quiesce");
-    const char *format = inv_value(inv, "format"), *copy = inv_value(inv, "copy");
-    const char *name = inv_value(inv, "name"), *bandwidth = inv_value(inv, "bandwidth");
-    gboolean compress = inv_flag(inv, "compress"), force = inv_flag(inv, "force");
-    gboolean legacy = inv_flag(inv, "legacy-undefine");
+    const char *bandwidth = inv_value(inv, "bandwidth");
     gboolean flatten = inv_flag(inv, "flatten"), no_flatten = inv_flag(inv, "no-flatten");
     guint64 bandwidth_bytes = 0;
     g_autoptr(GError) error = NULL;
@@ -206,22 +214,14 @@ ctl_snapshot(Ctl *ctl, const Invocation *inv)
     g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
     if (disks)
         g_variant_builder_add(&b, "{sv}", VS_OPT_DISKS, g_variant_new_strv(disks, -1));
-    if (method)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_METHOD, g_variant_new_string(method));
-    if (quiesce)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_QUIESCE, g_variant_new_string(quiesce));
-    if (format)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_FORMAT, g_variant_new_string(format));
-    if (copy)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_COPY, g_variant_new_string(copy));
-    if (name)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_NAME, g_variant_new_string(name));
-    if (compress)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_COMPRESS, g_variant_new_boolean(TRUE));
-    if (force)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_FORCE, g_variant_new_boolean(TRUE));
-    if (legacy)
-        g_variant_builder_add(&b, "{sv}", VS_OPT_LEGACY_UNDEFINE, g_variant_new_boolean(TRUE));
+    for (guint i = 0; i < G_N_ELEMENTS(passed_options); i++) {
+        const char *value = inv_value(inv, passed_options[i].option);
+
+        if (value)
+            g_variant_builder_add(&b, "{sv}", passed_options[i].key,
+                                  passed_options[i].flag ? g_variant_new_boolean(TRUE)
+                                                         : g_variant_new_string(value));
+    }
     if (bandwidth_bytes)
         g_variant_builder_add(&b, "{sv}", VS_OPT_BANDWIDTH, g_variant_new_uint64(bandwidth_bytes));
     if (flatten || no_flatten)
@@ -277,18 +277,30 @@ ctl_jobs(Ctl *ctl, const Invocation *inv)
     return EXIT_OK;
 }
 
+/* The job the first argument names, its properties loaded; NULL when there is none (*code:
+ * the exit code, the message printed). */
+static VsDbusJob1 *
+job_from_arg(Ctl *ctl, const Invocation *inv, int *code)
+{
+    g_autofree char *path = job_path_or_usage(ctl, inv, code);
+    g_autoptr(GError) error = NULL;
+    VsDbusJob1 *job;
+
+    if (!path)
+        return NULL;
+    if (!(job = ctl_job_get(ctl, path, &error)))
+        *code = ctl_fail(error);
+    return job;
+}
+
 int
 ctl_job(Ctl *ctl, const Invocation *inv)
 {
-    g_autoptr(VsDbusJob1) job = NULL;
-    g_autoptr(GError) error = NULL;
     int code = EXIT_OK;
-    g_autofree char *path = job_path_or_usage(ctl, inv, &code);
+    g_autoptr(VsDbusJob1) job = job_from_arg(ctl, inv, &code);
 
-    if (!path)
+    if (!job)
         return code;
-    if (!(job = ctl_job_get(ctl, path, &error)))
-        return ctl_fail(error);
     ctl_print_job(job, ctl->json);
     return EXIT_OK;
 }
@@ -307,19 +319,17 @@ ctl_wait(Ctl *ctl, const Invocation *inv)
 int
 ctl_cancel(Ctl *ctl, const Invocation *inv)
 {
-    g_autoptr(VsDbusJob1) job = NULL;
     g_autoptr(GError) error = NULL;
     int code = EXIT_OK;
-    g_autofree char *path = job_path_or_usage(ctl, inv, &code);
-
-    if (!path)
-        return code;
     /* Loaded first so that a wrong ID is "no job", not an unknown object. */
-    if (!(job = ctl_job_get(ctl, path, &error)))
-        return ctl_fail(error);
+    g_autoptr(VsDbusJob1) job = job_from_arg(ctl, inv, &code);
+
+    if (!job)
+        return code;
     if (!vs_dbus_job1_call_cancel_sync(job, NULL, &error))
         return ctl_fail(error);
     if (!ctl->json)
-        g_print("cancel requested for %s (it undoes its work, then ends)\n", path);
+        g_print("cancel requested for %s (it undoes its work, then ends)\n",
+                g_dbus_proxy_get_object_path(G_DBUS_PROXY(job)));
     return EXIT_OK;
 }

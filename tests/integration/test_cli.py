@@ -162,6 +162,38 @@ def test_double_dash_ends_options(agent, writer):
     assert agent.ctl('jobs', '--ids').stdout == ''
 
 
+def test_a_job_by_number_or_path(agent, writer):
+    """job, wait and cancel name a job by its number or its object path and read the same
+    properties either way; an ended job waits no more and cancelling it changes nothing;
+    a job that is not there is exit 4 (NoSuchJob), a malformed path a usage error."""
+    res = agent.ctl('snapshot', 'writer', '--wait', '--json')
+    assert res.returncode == 0, res.stderr
+    done = json.loads(res.stdout)
+    path, number = done['job'], str(done['id'])
+    assert path.endswith(f'/job/{number}') and done['snapshot_id'], done
+    for args in (['job', number], ['job', path], ['wait', number], ['wait', path]):
+        res = agent.ctl(*args, '--json')
+        assert res.returncode == 0, (args, res.stderr)
+        assert json.loads(res.stdout) == done, args
+    human = agent.ctl('job', number).stdout.splitlines()
+    assert human[0] == f'job {path}: succeeded (done) of writer', human
+    assert f"  snapshot: {done['snapshot_id']} (name {done['result']['name']})" in human
+    row = [line.split() for line in agent.ctl('jobs').stdout.splitlines()[1:]]
+    assert [number, 'succeeded', 'done', '100%', 'writer', done['snapshot_id']] in row, row
+    res = agent.ctl('cancel', path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f'cancel requested for {path} (it undoes its work, then ends)\n'
+    assert json.loads(agent.ctl('job', number, '--json').stdout)['state'] == 'succeeded'
+    missing = path[:-len(number)] + '999999'
+    for command in ('job', 'wait', 'cancel'):
+        res = agent.ctl(command, '999999')
+        assert res.returncode == 4, (command, res)
+        assert res.stderr == f'virtsnapctl: no job {missing} (org.virtsnap.Error.NoSuchJob)\n'
+        res = agent.ctl(command, path[:-len(number)])
+        assert res.returncode == 2, (command, res)
+        assert 'is not a job ID' in res.stderr, res.stderr
+
+
 def test_completion_offers_what_the_agent_has(agent, writer):
     props = agent.snapshot('writer', name='for-completion')
     assert props['State'] == 'succeeded', props['Error']

@@ -11,4 +11,9 @@ G_BEGIN_DECLS
  * down. On refusal, @message (if not NULL) says why, for the user of virsh. */
 gboolean vs_hook_allows(const char *operation, guint job_id, gboolean job_offline, char **message);
 
+/* Counts one hook call of @operation in @counts (operation -> count; keys are freed with
+ * g_free) and returns the whole table as the a{su} of the HookCounts property. At most 32
+ * keys of at most 32 bytes: further operations count as "other". */
+GVariant *vs_hook_count(GHashTable *counts, const char *operation);
+
 G_END_DECLS

@@ -437,34 +437,6 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-/* Hook calls carry whatever libvirt (or anyone allowed on the bus) sends: the count
- * table stays small whatever the input. */
-#define HOOK_COUNT_KEYS_MAX 32
-#define HOOK_OPERATION_MAX  32
-
-static void
-count_hook(VsManager *self, const char *operation)
-{
-    g_autofree char *key = g_utf8_make_valid(operation, MIN(strlen(operation), HOOK_OPERATION_MAX));
-    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(self->hook_counts, key));
-    GVariantBuilder b;
-    GHashTableIter iter;
-    gpointer k, v;
-
-    if (n == 0 && g_hash_table_size(self->hook_counts) >= HOOK_COUNT_KEYS_MAX) {
-        g_free(key);
-        key = g_strdup("other");
-    }
-    n = GPOINTER_TO_UINT(g_hash_table_lookup(self->hook_counts, key));
-    g_hash_table_replace(self->hook_counts, g_steal_pointer(&key), GUINT_TO_POINTER(n + 1));
-
-    g_variant_builder_init(&b, G_VARIANT_TYPE("a{su}"));
-    g_hash_table_iter_init(&iter, self->hook_counts);
-    while (g_hash_table_iter_next(&iter, &k, &v))
-        g_variant_builder_add(&b, "{su}", (const char *)k, GPOINTER_TO_UINT(v));
-    vs_dbus_agent1_set_hook_counts(self->skeleton, g_variant_builder_end(&b));
-}
-
 static gboolean
 handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
                   const char *operation, const char *sub_operation, const char *extra,
@@ -476,7 +448,7 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
 
     if (job && vs_job_is_queued(job))
         job = NULL; /* a queued job holds nothing of the domain yet */
-    count_hook(self, operation);
+    vs_dbus_agent1_set_hook_counts(self->skeleton, vs_hook_count(self->hook_counts, operation));
     allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
                            job && vs_job_holds_disks_offline(job), &message);
     if (!allow)

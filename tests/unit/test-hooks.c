@@ -52,6 +52,34 @@ test_any_job_refuses_migrate_and_restore(void)
     }
 }
 
+/* HookCounts: exact counts, and a bounded table whatever libvirt (or a caller) sends. */
+static void
+test_counts_are_bounded(void)
+{
+    g_autoptr(GHashTable) counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GVariant) table = NULL;
+    g_autofree char *long_name = g_strnfill(100, 'x');
+    guint n = 0;
+
+    g_variant_unref(vs_hook_count(counts, "start"));
+    table = vs_hook_count(counts, "start");
+    g_assert_true(g_variant_lookup(table, "start", "u", &n));
+    g_assert_cmpuint(n, ==, 2);
+    for (guint i = 0; i < 40; i++) {
+        g_autofree char *op = g_strdup_printf("op%u", i);
+
+        g_clear_pointer(&table, g_variant_unref);
+        table = vs_hook_count(counts, op);
+    }
+    g_clear_pointer(&table, g_variant_unref);
+    table = vs_hook_count(counts, long_name);
+    g_assert_cmpuint(g_variant_n_children(table), ==, 32);
+    g_assert_true(g_variant_lookup(table, "other", "u", &n));
+    g_assert_cmpuint(n, ==, 11); /* op30..op39 and the long name: 31 named keys and "other" */
+    g_assert_true(g_variant_lookup(table, "start", "u", &n));
+    g_assert_cmpuint(n, ==, 2);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -59,5 +87,6 @@ main(int argc, char **argv)
     g_test_add_func("/hooks/no-job", test_no_job_allows_everything);
     g_test_add_func("/hooks/offline-job", test_offline_job_refuses_start);
     g_test_add_func("/hooks/migrate-restore", test_any_job_refuses_migrate_and_restore);
+    g_test_add_func("/hooks/counts-bounded", test_counts_are_bounded);
     return g_test_run();
 }

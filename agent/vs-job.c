@@ -43,22 +43,22 @@ typedef enum {
 } Phase;
 
 static const char *const phase_names[] = {
-    [PHASE_QUEUED] = "queued",
-    [PHASE_CLEAR_JOBS] = "clear-jobs",
-    [PHASE_PREPARE] = "prepare",
-    [PHASE_SAVE] = "save",
-    [PHASE_COPY] = "copy",
-    [PHASE_WAIT_READY] = "wait-ready",
-    [PHASE_FREEZE_WINDOW] = "freeze-window",
-    [PHASE_REDEFINE] = "redefine",
-    [PHASE_FLATTEN] = "flatten",
-    [PHASE_EXTRACT] = "extract",
-    [PHASE_CLONE] = "clone",
-    [PHASE_RESTORE] = "restore",
-    [PHASE_CATALOG] = "catalog",
-    [PHASE_DONE] = "done",
-    [PHASE_UNDO] = "cleanup",
-    [PHASE_ENDED] = "ended",
+    [PHASE_QUEUED] = VS_PHASE_NAME_QUEUED,
+    [PHASE_CLEAR_JOBS] = VS_PHASE_NAME_CLEAR_JOBS,
+    [PHASE_PREPARE] = VS_PHASE_NAME_PREPARE,
+    [PHASE_SAVE] = VS_PHASE_NAME_SAVE,
+    [PHASE_COPY] = VS_PHASE_NAME_COPY,
+    [PHASE_WAIT_READY] = VS_PHASE_NAME_WAIT_READY,
+    [PHASE_FREEZE_WINDOW] = VS_PHASE_NAME_FREEZE_WINDOW,
+    [PHASE_REDEFINE] = VS_PHASE_NAME_REDEFINE,
+    [PHASE_FLATTEN] = VS_PHASE_NAME_FLATTEN,
+    [PHASE_EXTRACT] = VS_PHASE_NAME_EXTRACT,
+    [PHASE_CLONE] = VS_PHASE_NAME_CLONE,
+    [PHASE_RESTORE] = VS_PHASE_NAME_RESTORE,
+    [PHASE_CATALOG] = VS_PHASE_NAME_CATALOG,
+    [PHASE_DONE] = VS_PHASE_NAME_DONE,
+    [PHASE_UNDO] = VS_PHASE_NAME_UNDO,
+    [PHASE_ENDED] = VS_PHASE_NAME_ENDED,
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(phase_names) == PHASE_ENDED + 1);
 

@@ -33,6 +33,24 @@
 #define VS_STATE_CANCELLED   "cancelled"
 #define VS_STATE_INTERRUPTED "interrupted"
 
+/* Job phases, as seen in Job1.Phase (clients wait on these words) */
+#define VS_PHASE_NAME_QUEUED        "queued"
+#define VS_PHASE_NAME_CLEAR_JOBS    "clear-jobs"
+#define VS_PHASE_NAME_PREPARE       "prepare"
+#define VS_PHASE_NAME_SAVE          "save"
+#define VS_PHASE_NAME_COPY          "copy"
+#define VS_PHASE_NAME_WAIT_READY    "wait-ready"
+#define VS_PHASE_NAME_FREEZE_WINDOW "freeze-window"
+#define VS_PHASE_NAME_REDEFINE      "redefine"
+#define VS_PHASE_NAME_FLATTEN       "flatten"
+#define VS_PHASE_NAME_EXTRACT       "extract"
+#define VS_PHASE_NAME_CLONE         "clone"
+#define VS_PHASE_NAME_RESTORE       "restore"
+#define VS_PHASE_NAME_CATALOG       "catalog"
+#define VS_PHASE_NAME_DONE          "done"
+#define VS_PHASE_NAME_UNDO          "cleanup"
+#define VS_PHASE_NAME_ENDED         "ended"
+
 /* Longest snapshot name a caller may give: it becomes one path component. */
 #define VS_NAME_MAX 64
 

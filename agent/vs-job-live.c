@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The live method: a block copy (mirror) of every disk into a delta while the guest
+ * runs, a short freeze window that stops every mirror at once, then qemu-img convert of
+ * the deltas into the finished images. The wait for the mirrors is driven by BLOCK_JOB_2
+ * events, never by polling. */
+#include "vs-job-private.h"
+#include "vs-convert.h"
+#include "vs-error.h"
+#include "vs-freeze.h"
+#include "vs-qemu-img.h"
+#include "vs-util.h"
+#include "vs-virt-util.h"
+
+/* A delta per disk: on the disk's backing file for a shallow copy, a whole image for a
+ * direct one. */
+static gboolean
+live_prepare_thread(VsJob *job, GError **error)
+{
+    if (!vs_job_prepare_folder(job, error))
+        return FALSE;
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+        g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+        g_autofree char *out = NULL;
+        gboolean direct = job->opts.copy == VS_COPY_DIRECT;
+
+        if (job->cancel_requested)
+            return TRUE; /* the engine turns this into the cancel */
+        g_ptr_array_add(args, g_strdup("create"));
+        g_ptr_array_add(args, g_strdup("-q"));
+        g_ptr_array_add(args, g_strdup("-f"));
+        g_ptr_array_add(args, g_strdup(direct ? vs_format_name(job->opts.format) : "qcow2"));
+        if (d->plan->cluster_size && (!direct || job->opts.format == VS_FORMAT_QCOW2)) {
+            g_ptr_array_add(args, g_strdup("-o"));
+            g_ptr_array_add(args, g_strdup_printf("cluster_size=%u", d->plan->cluster_size));
+        }
+        /* A shallow copy holds only the top layer: the delta sits on the same backing
+         * file as the disk. A disk without backing gets a delta without. */
+        if (!direct && d->plan->backing) {
+            g_ptr_array_add(args, g_strdup("-b"));
+            g_ptr_array_add(args, g_strdup(d->plan->backing));
+            g_ptr_array_add(args, g_strdup("-F"));
+            g_ptr_array_add(args, g_strdup(d->plan->backing_format));
+        }
+        g_ptr_array_add(args, g_strdup(d->delta));
+        g_ptr_array_add(args, g_strdup_printf("%" G_GUINT64_FORMAT, d->plan->capacity));
+        g_ptr_array_add(args, NULL);
+        if (!(out = vs_qemu_img_run_sync((const char *const *)args->pdata, error)))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static char *
+copy_dest_xml(VsJob *job, VsJobDisk *d)
+{
+    g_autofree char *path = g_markup_escape_text(d->delta, -1);
+    const char *format =
+        job->opts.copy == VS_COPY_DIRECT ? vs_format_name(job->opts.format) : "qcow2";
+
+    return g_strdup_printf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>", path,
+                           format);
+}
+
+/* The seed's way, for libvirt without TRANSIENT_JOB (or when asked): a copy job used to
+ * need a transient domain, so the persistent definition is journaled, then undefined. */
+static gboolean
+undefine_for_copy(VsJob *job, GError **error)
+{
+    g_mutex_lock(&job->lock);
+    job->journal->undefined = TRUE;
+    g_free(job->journal->saved_xml);
+    job->journal->saved_xml = g_strdup(job->plan->inactive_xml);
+    g_mutex_unlock(&job->lock);
+    if (!vs_job_journal_save(job, error))
+        return FALSE;
+    if (virDomainUndefineFlags(job->plan->dom,
+                               VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | VIR_DOMAIN_UNDEFINE_KEEP_TPM) < 0)
+        return vs_set_libvirt_error(error, "undefining '%s' for the copy", job->domain);
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "domain %s undefined for the copy (legacy path)",
+            job->domain);
+    return TRUE;
+}
+
+static gboolean
+start_copy(VsJob *job, VsJobDisk *d, gboolean transient, GError **error)
+{
+    gboolean shallow = job->opts.copy == VS_COPY_SHALLOW;
+
+    if (transient) {
+        g_autofree char *xml = copy_dest_xml(job, d);
+        unsigned int flags = VIR_DOMAIN_BLOCK_COPY_REUSE_EXT | VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB |
+                             (shallow ? VIR_DOMAIN_BLOCK_COPY_SHALLOW : 0);
+        virTypedParameter param = {
+            VIR_DOMAIN_BLOCK_COPY_BANDWIDTH, VIR_TYPED_PARAM_ULLONG, {.ul = job->opts.bandwidth}};
+
+        return virDomainBlockCopy(job->plan->dom, d->plan->target, xml, &param,
+                                  job->opts.bandwidth ? 1 : 0, flags) == 0;
+    } else {
+        unsigned int flags =
+            VIR_DOMAIN_BLOCK_REBASE_COPY | VIR_DOMAIN_BLOCK_REBASE_REUSE_EXT |
+            VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES |
+            (shallow ? VIR_DOMAIN_BLOCK_REBASE_SHALLOW : 0) |
+            (!shallow && job->opts.format == VS_FORMAT_RAW ? VIR_DOMAIN_BLOCK_REBASE_COPY_RAW : 0);
+
+        return virDomainBlockRebase(job->plan->dom, d->plan->target, d->delta, job->opts.bandwidth,
+                                    flags) == 0;
+    }
+}
+
+static gboolean
+copy_thread(VsJob *job, GError **error)
+{
+    gboolean transient = job->plan->transient_copy;
+
+    if (!transient && job->plan->persistent && !undefine_for_copy(job, error))
+        return FALSE;
+
+    job->t_copy_start = vs_now_ms();
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+
+        g_mutex_lock(&job->lock);
+        g_ptr_array_add(job->journal->copies, g_strdup(d->plan->target));
+        g_mutex_unlock(&job->lock);
+        if (!vs_job_journal_save(job, error))
+            return FALSE;
+        if (start_copy(job, d, transient, NULL))
+            continue;
+        {
+            virErrorPtr err = virGetLastError();
+
+            /* Detect, don't assume: a libvirt that refuses the flag gets the seed's way. */
+            if (transient && i == 0 && err &&
+                (err->code == VIR_ERR_NO_SUPPORT || err->code == VIR_ERR_ARGUMENT_UNSUPPORTED)) {
+                JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+                        "no transient block copy here (%s); using undefine/rebase", err->message);
+                transient = FALSE;
+                if (job->plan->persistent && !undefine_for_copy(job, error))
+                    return FALSE;
+                if (start_copy(job, d, FALSE, NULL))
+                    continue;
+            }
+        }
+        return vs_set_libvirt_error(error, "starting the copy of disk %s", d->plan->target);
+    }
+    return TRUE;
+}
+
+static gboolean
+all_ready(VsJob *job)
+{
+    for (guint i = 0; i < job->disks->len; i++) {
+        if (!vs_job_disk(job, i)->ready)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static VsJobDisk *
+first_failed(VsJob *job)
+{
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+
+        if (d->failed)
+            return d;
+    }
+    return NULL;
+}
+
+static void
+check_ready(VsJob *job)
+{
+    VsJobDisk *failed;
+
+    if (job->phase != VS_PHASE_WAIT_READY)
+        return;
+    if ((failed = first_failed(job))) {
+        job->step_done(job, g_error_new(VS_ERROR, VS_ERROR_LIBVIRT,
+                                        "the copy of disk %s ended before it was ready (see "
+                                        "libvirt's log)",
+                                        failed->plan->target));
+        return;
+    }
+    if (all_ready(job)) {
+        g_clear_handle_id(&job->progress_source, g_source_remove);
+        vs_job_step_done_later(job);
+    }
+}
+
+static void
+live_block_job(VsJob *job, const char *target, int status)
+{
+    VsJobDisk *d = vs_job_find_disk(job, target);
+
+    if (!d)
+        return;
+    if (status == VIR_DOMAIN_BLOCK_JOB_READY) {
+        d->ready = TRUE;
+    } else if (!d->stopped && (job->phase == VS_PHASE_COPY || job->phase == VS_PHASE_WAIT_READY)) {
+        d->failed = TRUE; /* it ended (failed, cancelled, pivoted) and it was not us */
+    }
+    check_ready(job);
+}
+
+/* Progress while the mirrors catch up: a slow tick reads the block jobs' cursors in a
+ * worker. The wait for READY itself is event-driven. */
+static void
+progress_query_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    VsJob *job = source;
+    guint64 *sums = g_new0(guint64, 2 * job->disks->len);
+
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+        virDomainBlockJobInfo info;
+
+        if (virDomainGetBlockJobInfo(job->plan->dom, d->plan->target, &info, 0) == 1) {
+            sums[2 * i] = info.cur;
+            sums[2 * i + 1] = info.end;
+        } else {
+            sums[2 * i] = d->done;
+            sums[2 * i + 1] = d->total;
+        }
+    }
+    g_task_return_pointer(task, sums, g_free);
+}
+
+static void
+progress_query_done(GObject *source, GAsyncResult *result, gpointer data)
+{
+    VsJob *job = VS_JOB(source);
+    g_autofree guint64 *sums = g_task_propagate_pointer(G_TASK(result), NULL);
+    guint64 done = 0, total = 0;
+
+    job->progress_query_running = FALSE;
+    if (!sums || job->phase != VS_PHASE_WAIT_READY)
+        return;
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+
+        d->done = sums[2 * i];
+        d->total = sums[2 * i + 1];
+        done += d->done;
+        total += d->total;
+    }
+    vs_job_set_progress(job, total ? COPY_SHARE * done / total : 0, done, total);
+}
+
+static gboolean
+progress_tick(gpointer data)
+{
+    VsJob *job = data;
+    g_autoptr(GTask) task = NULL;
+
+    if (job->progress_query_running)
+        return G_SOURCE_CONTINUE;
+    job->progress_query_running = TRUE;
+    task = g_task_new(job, NULL, progress_query_done, NULL);
+    g_task_run_in_thread(task, progress_query_thread);
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+wait_ready_start(VsJob *job)
+{
+    /* READY may already have arrived while the copy calls were still returning. */
+    if (!first_failed(job) && !all_ready(job))
+        job->progress_source = g_timeout_add_seconds(1, progress_tick, job);
+    check_ready(job);
+}
+
+/* The cut of a live job: every mirror stops, its delta holds the disk as of now. */
+static gboolean
+stop_mirrors(VsJob *job, GError **error)
+{
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+
+        d->stopped = TRUE; /* the CANCELED event that follows is ours */
+        if (virDomainBlockJobAbort(job->plan->dom, d->plan->target, 0) < 0 && !*error)
+            vs_set_libvirt_error(error, "stopping the copy of disk %s", d->plan->target);
+    }
+    return *error == NULL;
+}
+
+static gboolean
+live_freeze_thread(VsJob *job, GError **error)
+{
+    gint64 t0 = 0;
+
+    return vs_freeze_window(job, stop_mirrors, &t0, error);
+}
+
+static gboolean
+redefine_wanted(VsJob *job)
+{
+    return job->journal->undefined;
+}
+
+static gboolean
+redefine_thread(VsJob *job, GError **error)
+{
+    virDomainPtr dom = virDomainDefineXML(job->plan->conn, job->journal->saved_xml);
+
+    if (!dom)
+        return vs_set_libvirt_error(error, "defining '%s' again", job->domain);
+    virDomainFree(dom);
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "domain %s defined again", job->domain);
+    g_mutex_lock(&job->lock);
+    job->journal->undefined = FALSE;
+    g_mutex_unlock(&job->lock);
+    return vs_job_journal_save(job, error);
+}
+
+/* The mirror already wrote a finished image when it copied the whole chain, or when a
+ * disk without backing was mirrored into a plain qcow2 that needs no conversion. */
+static gboolean
+delta_input(VsJob *job, VsJobDisk *d, const char **path, const char **format)
+{
+    if (job->opts.copy == VS_COPY_DIRECT ||
+        (!d->plan->backing && job->opts.format == VS_FORMAT_QCOW2 && !job->opts.compress))
+        return FALSE;
+    *path = d->delta;
+    *format = "qcow2";
+    return TRUE;
+}
+
+static const VsConvertInput flatten_input = {COPY_SHARE, delta_input};
+
+static void
+flatten_start(VsJob *job)
+{
+    vs_convert_start(job, &flatten_input);
+}
+
+static const VsJobStep live_steps[] = {
+    {VS_PHASE_CLEAR_JOBS, .wanted = vs_job_foreign_jobs_wanted, .thread = vs_job_clear_jobs_thread},
+    {VS_PHASE_PREPARE, .thread = live_prepare_thread},
+    {VS_PHASE_COPY, .thread = copy_thread, .undo = VS_UNDO_COPIES | VS_UNDO_REDEFINE},
+    {VS_PHASE_WAIT_READY, .start = wait_ready_start, .undo = VS_UNDO_COPIES,
+     .flags = VS_STEP_WAITS_EVENTS},
+    {VS_PHASE_FREEZE_WINDOW, .thread = live_freeze_thread,
+     .undo = VS_UNDO_COPIES | VS_UNDO_RESUME | VS_UNDO_THAW, .flags = VS_STEP_RUNS_TO_END},
+    {VS_PHASE_REDEFINE, .wanted = redefine_wanted, .thread = redefine_thread,
+     .undo = VS_UNDO_REDEFINE},
+    {VS_PHASE_FLATTEN, .enter = vs_job_after_cut, .start = flatten_start},
+    {VS_PHASE_CATALOG, .thread = vs_job_catalog_thread, .flags = VS_STEP_NOT_CANCELLABLE},
+};
+
+static const VsResultField live_result[] = {
+    {"copy", "copy"},       {"freeze-ms", "freeze-ms"},   {"pause-ms", "pause-ms"},
+    {"copy-ms", "copy-ms"}, {"flatten-ms", "flatten-ms"}, {NULL, NULL},
+};
+
+const VsJobMethod vs_job_method_live = {
+    .name = "live",
+    .steps = live_steps,
+    .n_steps = G_N_ELEMENTS(live_steps),
+    .result_fields = live_result,
+    .block_job = live_block_job,
+};

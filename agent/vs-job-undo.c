@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The one way back: stop our copies, resume, start again, thaw, define again, remove our
+ * clones and files. Each part is read from the journal, so the same code repairs the job
+ * of an agent that crashed (a recovery job runs every part). */
+#include "vs-job-private.h"
+#include "vs-domain-xml.h"
+#include "vs-error.h"
+#include "vs-util.h"
+#include "vs-virt-util.h"
+
+/* Only a mirror that writes into our folder is ours to stop. */
+static gboolean
+undo_copies(VsJob *job, virDomainPtr dom, GError **error)
+{
+    VsJournalEntry *j = job->journal;
+    g_autoptr(VsDomainXml) dx = NULL;
+    g_autoptr(GError) local = NULL;
+    g_autofree char *xml = NULL;
+
+    if (dom && (xml = virDomainGetXMLDesc(dom, 0)))
+        dx = vs_domain_xml_parse(xml, NULL);
+    for (guint i = 0; dom && i < j->copies->len; i++) {
+        const char *target = g_ptr_array_index(j->copies, i);
+        VsDisk *disk = dx ? vs_domain_xml_find_disk(dx, target) : NULL;
+
+        if (!disk || !disk->mirror || !disk->mirror_source || !j->folder ||
+            !g_str_has_prefix(disk->mirror_source, j->folder))
+            continue;
+        if (virDomainBlockJobAbort(dom, target, 0) < 0) {
+            vs_set_libvirt_error(&local, "stopping the copy of %s", target);
+            g_string_append_printf(job->undo_notes, "%s; ", local->message);
+            if (local->code == VS_ERROR_NOT_CONNECTED)
+                return g_propagate_error(error, g_steal_pointer(&local)), FALSE;
+            g_clear_error(&local);
+        }
+    }
+    g_mutex_lock(&job->lock);
+    g_ptr_array_set_size(j->copies, 0);
+    g_mutex_unlock(&job->lock);
+    return TRUE;
+}
+
+static void
+undo_resume(VsJob *job, virDomainPtr dom)
+{
+    int state = 0, reason = 0;
+
+    if (virDomainGetState(dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
+        virDomainResume(dom) < 0)
+        g_string_append_printf(job->undo_notes, "resume failed: %s; ", virGetLastErrorMessage());
+    job->journal->suspended = FALSE;
+}
+
+/* Our managed save is never orphaned: the guest starts again from it. The killed
+ * qemu-img may hold its read lock on the disks a moment longer: retry briefly. */
+static gboolean
+undo_restart(VsJob *job, virDomainPtr dom, GError **error)
+{
+    int active = virDomainIsActive(dom);
+
+    for (int attempt = 0; active == 0 && attempt < 10; attempt++) {
+        if (virDomainCreate(dom) == 0) {
+            g_string_append_printf(job->undo_notes, "domain started again from its managed "
+                                                    "save; ");
+            active = 1;
+            break;
+        }
+        g_usleep(200 * 1000);
+    }
+    if (active != 1) {
+        vs_set_libvirt_error(error, "starting '%s' again from its managed save",
+                             job->journal->domain);
+        return FALSE; /* the journal keeps "saved"; the next start tries again */
+    }
+    if (job->t_down_start)
+        job->downtime_ms = vs_now_ms() - job->t_down_start;
+    job->journal->saved = FALSE;
+    return TRUE;
+}
+
+static void
+undo_thaw(VsJob *job, virDomainPtr dom)
+{
+    /* A thaw of a guest that is not frozen is harmless; a missed one is not. */
+    if (virDomainFSThaw(dom, NULL, 0, 0) < 0)
+        JOB_LOG(job, G_LOG_LEVEL_DEBUG, "thaw during cleanup: %s", virGetLastErrorMessage());
+    job->journal->frozen = FALSE;
+}
+
+static gboolean
+undo_redefine(VsJob *job, virDomainPtr dom, GError **error)
+{
+    VsJournalEntry *j = job->journal;
+
+    if (!dom || virDomainIsPersistent(dom) != 1) {
+        virDomainPtr defined = virDomainDefineXML(job->undo_conn, j->saved_xml);
+
+        if (!defined) {
+            vs_set_libvirt_error(error, "defining '%s' again", j->domain);
+            return FALSE; /* the journal keeps the XML; the next start tries again */
+        }
+        virDomainFree(defined);
+        g_string_append_printf(job->undo_notes, "domain defined again; ");
+    }
+    j->undefined = FALSE;
+    return TRUE;
+}
+
+/* The half-made clone goes (its "snap" first), then the snapshot on the source. */
+static gboolean
+undo_rbd(VsJob *job, VsJournalRbd *r, GError **error)
+{
+    /* A record read back from disk has "" where a live job has NULL. */
+    VsRbdSpec spec = {r->pool,
+                      r->ns,
+                      r->image,
+                      r->conf && *r->conf ? r->conf : NULL,
+                      r->hosts && *r->hosts ? r->hosts : NULL,
+                      r->user && *r->user ? r->user : NULL};
+    g_autoptr(VsRbdCluster) cluster = vs_rbd_connect(&job->config->rbd, &spec, error);
+
+    if (!cluster)
+        return FALSE;
+    if (r->clone_made) {
+        g_autoptr(VsRbdImage) clone = vs_rbd_open(cluster, r->clone_pool, r->ns, r->clone, NULL);
+
+        if (clone && !vs_rbd_snap_drop(clone, "snap", error))
+            return FALSE;
+        g_clear_pointer(&clone, vs_rbd_close);
+        if (!vs_rbd_remove(cluster, r->clone_pool, r->ns, r->clone, error))
+            return FALSE;
+        g_string_append_printf(job->undo_notes, "removed clone %s/%s; ", r->clone_pool, r->clone);
+        r->clone_made = FALSE;
+    }
+    if (r->snap_made) {
+        g_autoptr(VsRbdImage) src = vs_rbd_open(cluster, r->pool, r->ns, r->image, error);
+
+        if (!src || !vs_rbd_snap_drop(src, r->snap, error))
+            return FALSE;
+        r->snap_made = FALSE;
+    }
+    return TRUE;
+}
+
+gboolean
+vs_job_undo_thread(VsJob *job, GError **error)
+{
+    VsJournalEntry *j = job->journal;
+    VsUndoParts parts = job->undo_parts;
+    g_autoptr(virDomain) dom = NULL;
+    g_autoptr(GError) local = NULL;
+
+    dom = vs_lookup_domain(job->undo_conn, j->uuid && *j->uuid ? j->uuid : j->domain, &local);
+    if (!dom && local && local->code == VS_ERROR_NOT_CONNECTED) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+    g_clear_error(&local);
+
+    if ((parts & VS_UNDO_COPIES) && !undo_copies(job, dom, error))
+        return FALSE;
+    if ((parts & VS_UNDO_RESUME) && dom && j->suspended)
+        undo_resume(job, dom);
+    if ((parts & VS_UNDO_RESTART) && dom && j->saved && !undo_restart(job, dom, error))
+        return FALSE;
+    if ((parts & VS_UNDO_THAW) && dom && j->frozen)
+        undo_thaw(job, dom);
+    if ((parts & VS_UNDO_REDEFINE) && j->undefined && !undo_redefine(job, dom, error))
+        return FALSE;
+    for (guint i = j->rbd->len; (parts & VS_UNDO_RBD) && i > 0; i--) {
+        VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
+
+        if ((r->clone_made || r->snap_made) && !undo_rbd(job, r, error))
+            return FALSE; /* the journal keeps it; the next start tries again */
+    }
+    if (j->folder && !vs_remove_flat_dir(j->folder, error))
+        return FALSE;
+    vs_journal_remove(job->state_dir, j->snapshot_id);
+    return TRUE;
+}
+
+/* A recovery job: nothing to do but take back, with every part, what the journal says. */
+const VsJobMethod vs_job_method_recovery = {
+    .name = "recovery",
+};

@@ -15,7 +15,7 @@ The machine's own libvirt and buses are never touched.  ``Lab.stop()`` (also
 run at exit, on SIGTERM/SIGHUP, and by a watchdog process if this process dies
 without it) leaves no process and no file behind.
 
-Image helpers (no root, no mounting): ``image_info``, ``image_chain``,
+Image helpers (no root, no mounting): ``image_info``, ``image_chain``, ``image_check``,
 ``read_records``, ``records_contiguous``, ``records_consistent``,
 ``fsck_clean``, ``needs_recovery``, ``flatten_to_raw``.
 
@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape as _xml_escape
 
 __all__ = [
     'Lab', 'Guest', 'LabError', 'READY_MARKER', 'AGENT_CHANNEL',
-    'image_info', 'image_chain', 'read_records', 'records_contiguous',
+    'image_info', 'image_chain', 'image_check', 'read_records', 'records_contiguous',
     'records_consistent', 'fsck_clean', 'needs_recovery', 'flatten_to_raw',
     'lab_processes', 'kill_lab_processes', 'check_guest_name', 'guest_cmdline',
     'target_name', 'domain_xml',
@@ -101,6 +101,16 @@ def image_info(path, force_share=True):
 def image_chain(path, force_share=True):
     """The backing chain of an image, top first: a list of info dicts."""
     argv = ['qemu-img', 'info', '--output=json', '--backing-chain']
+    if force_share:
+        argv.append('-U')
+    return json.loads(_run(argv + [path]).stdout)
+
+
+def image_check(path, force_share=True):
+    """``qemu-img check --output=json`` of a qcow2 image, as a dict: allocated-clusters,
+    compressed-clusters (absent when there are none), image-end-offset, check-errors.
+    Raises LabError if the image has corruptions or leaks."""
+    argv = ['qemu-img', 'check', '--output=json']
     if force_share:
         argv.append('-U')
     return json.loads(_run(argv + [path]).stdout)

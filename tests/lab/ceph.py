@@ -39,7 +39,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from xml.sax.saxutils import escape as _xml_escape
@@ -294,14 +293,7 @@ class Ceph:
                                 'tests/lab/PACKAGES.ceph')
         self._started = True
         t0 = time.monotonic()
-        if self.workdir is None:
-            self.workdir = tempfile.mkdtemp(prefix='vsc-')
-        else:
-            os.makedirs(self.workdir, exist_ok=True)
-        if len(self.workdir) > 60:
-            print(f'ceph: warning: work dir {self.workdir} is long; admin socket paths '
-                  'may exceed 107 bytes', file=sys.stderr)
-        procs.track(self)
+        procs.open_workdir(self, 'vsc-', 60, 'ceph')
         try:
             self._start_watchdog()
             self.conf = self.path('ceph.conf')
@@ -461,12 +453,7 @@ class Ceph:
             if self.workdir:
                 kill_ceph_processes(self.workdir, grace=_STOP_GRACE)
         finally:
-            procs.stop_watchdog(self._watchdog)
-            if self.workdir and not self.keep:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-            elif self.workdir:
-                print(f'ceph: kept {self.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
-            procs.untrack(self)
+            procs.close_workdir(self, 'ceph')
             self.timings['stop'] = time.monotonic() - t0
 
     # -- commands --------------------------------------------------------------
@@ -807,26 +794,12 @@ def _up():
     print(f'export CEPH_CONF={c.conf!r}   # mon {c.mon_host}, pool vs, '
           f'started in {c.timings["start"]:.1f}s', flush=True)
     print('# Ctrl-C or SIGTERM stops the cluster', flush=True)
-    try:
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        c.stop()
-    return 0
+    return procs.serve(c)
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == '_watchdog':
-        return _watchdog_main(argv[2], argv[3])
-    if len(argv) >= 2 and argv[1] == 'selftest':
-        return _selftest()
-    if len(argv) >= 2 and argv[1] == 'up':
-        return _up()
-    print(f'usage: {argv[0]} selftest | up', file=sys.stderr)
-    return 2
+    return procs.command_line(argv, {'_watchdog': _watchdog_main, 'selftest': _selftest,
+                                     'up': _up}, 'selftest | up')
 
 
 if __name__ == '__main__':

@@ -339,14 +339,7 @@ class Lab:
                                'and set VIRTSNAP_LAB_ASSETS')
         self._started = True
         t0 = time.monotonic()
-        if self.workdir is None:
-            self.workdir = tempfile.mkdtemp(prefix='vsl-')
-        else:
-            os.makedirs(self.workdir, exist_ok=True)
-        if len(self.workdir) > 40:
-            print(f'lab: warning: work dir {self.workdir} is long; UNIX socket paths of '
-                  'guests may exceed 107 bytes', file=sys.stderr)
-        procs.track(self)
+        procs.open_workdir(self, 'vsl-', 40, 'lab')
         try:
             for d in ('run', 'cfg', 'cache', 'data', 'home', 'images', 'logs',
                       'bus', 'bus/services'):
@@ -536,12 +529,7 @@ class Lab:
             if self.workdir:
                 kill_lab_processes(self.workdir, grace=1)
         finally:
-            procs.stop_watchdog(self._watchdog)
-            if self.workdir and not self.keep:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-            elif self.workdir:
-                print(f'lab: kept {self.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
-            procs.untrack(self)
+            procs.close_workdir(self, 'lab')
             self.timings['stop'] = time.monotonic() - t0
 
     @staticmethod
@@ -1080,7 +1068,7 @@ def _selftest():
     return 0
 
 
-def _up(names):
+def _up(*names):
     lab = Lab().start()
     for n in names:
         g = lab.make_guest(n)
@@ -1091,26 +1079,12 @@ def _up(names):
     print(f'export DBUS_SESSION_BUS_ADDRESS={lab.bus_address!r}')
     print(f'export VIRTSNAP_LAB_WORKDIR={lab.workdir!r}')
     print('# Ctrl-C or SIGTERM stops the lab', flush=True)
-    try:
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        lab.stop()
-    return 0
+    return procs.serve(lab)
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == '_watchdog':
-        return _watchdog_main(argv[2], argv[3])
-    if len(argv) >= 2 and argv[1] == 'selftest':
-        return _selftest()
-    if len(argv) >= 2 and argv[1] == 'up':
-        return _up(argv[2:])
-    print(f'usage: {argv[0]} selftest | up [GUEST...]', file=sys.stderr)
-    return 2
+    return procs.command_line(argv, {'_watchdog': _watchdog_main, 'selftest': _selftest,
+                                     'up': _up}, 'selftest | up [GUEST...]')
 
 
 if __name__ == '__main__':

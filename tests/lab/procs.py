@@ -5,10 +5,13 @@ SIGTERM/SIGHUP stop every started lab) and the watchdog child that cleans up whe
 process that started a lab dies without stopping it.  Standard library only."""
 
 import atexit
+import inspect
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -239,6 +242,33 @@ def untrack(obj):
 
 
 # --------------------------------------------------------------------------
+# a lab's work directory, the life of everything it starts
+
+def open_workdir(obj, prefix, max_len, what):
+    """Create obj.workdir (a fresh one under $TMPDIR if None) and track obj.  Warns when
+    the path is longer than *max_len*: UNIX socket paths in it are limited to 107 bytes."""
+    if obj.workdir is None:
+        obj.workdir = tempfile.mkdtemp(prefix=prefix)
+    else:
+        os.makedirs(obj.workdir, exist_ok=True)
+    if len(obj.workdir) > max_len:
+        print(f'{what}: warning: work dir {obj.workdir} is long; UNIX socket paths in it '
+              'may exceed 107 bytes', file=sys.stderr)
+    track(obj)
+
+
+def close_workdir(obj, what):
+    """The end of obj.stop(): the watchdog told all is clean, obj.workdir removed (kept
+    with obj.keep), obj untracked."""
+    stop_watchdog(obj._watchdog)
+    if obj.workdir and not obj.keep:
+        shutil.rmtree(obj.workdir, ignore_errors=True)
+    elif obj.workdir:
+        print(f'{what}: kept {obj.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
+    untrack(obj)
+
+
+# --------------------------------------------------------------------------
 # watchdog: a child that outlives an unclean death of its parent
 
 def start_watchdog(script, *args):
@@ -285,3 +315,31 @@ def watchdog_main(cleanup):
     if not _wait_for_parent():
         cleanup()
     return 0
+
+
+# --------------------------------------------------------------------------
+# the modules' command lines
+
+def serve(obj):
+    """For an ``up`` command: block until Ctrl-C or SIGTERM, then obj.stop()."""
+    try:
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        obj.stop()
+    return 0
+
+
+def command_line(argv, commands, usage):
+    """Run commands[argv[1]](*argv[2:]) (e.g. selftest, up, _watchdog); its exit code,
+    or 2 and *usage* for anything else."""
+    command = commands.get(argv[1]) if len(argv) >= 2 else None
+    try:
+        inspect.signature(command).bind(*argv[2:])
+    except (TypeError, ValueError):
+        print(f'usage: {argv[0]} {usage}', file=sys.stderr)
+        return 2
+    return command(*argv[2:])

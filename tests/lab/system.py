@@ -616,12 +616,8 @@ def _selftest():
 
 
 def main(argv):
-    if len(argv) >= 3 and argv[1] == '_watchdog':
-        return _watchdog_main(argv[2])
-    if len(argv) >= 2 and argv[1] == 'selftest':
-        return _selftest()
-    print(f'usage: {argv[0]} selftest', file=sys.stderr)
-    return 2
+    return procs.command_line(argv, {'_watchdog': _watchdog_main, 'selftest': _selftest},
+                              'selftest')
 
 
 if __name__ == '__main__':

@@ -84,6 +84,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
 import lab as labmod  # noqa: E402
+import procs  # noqa: E402
 
 try:
     import libvirt  # noqa: E402
@@ -95,18 +96,13 @@ try:
     import gi  # noqa: E402
     gi.require_version('Gio', '2.0')
     from gi.repository import Gio, GLib  # noqa: E402
+    import agent as agentmod  # noqa: E402  (the shared agent wrapper, tests/lab/agent.py)
 except (ImportError, ValueError):
     sys.exit('bench: python3-gi is missing or this is not /usr/bin/python3')
+from agent import BUS_NAME, FINAL_STATES, JOB_IFACE, PROPS_IFACE  # noqa: E402
 
-BUILD = os.environ.get('VIRTSNAP_BUILD_DIR', os.path.join(REPO, 'build'))
-VIRTSNAPD = os.path.join(BUILD, 'agent', 'virtsnapd')
-
-BUS_NAME = 'org.virtsnap.Agent1'
-AGENT_PATH = '/org/virtsnap/Agent1'
-AGENT_IFACE = 'org.virtsnap.Agent1'
-JOB_IFACE = 'org.virtsnap.Job1'
-PROPS_IFACE = 'org.freedesktop.DBus.Properties'
-FINAL_STATES = ('succeeded', 'failed', 'cancelled', 'interrupted')
+BUILD = agentmod.build_dir()
+VIRTSNAPD = agentmod.built_programs(BUILD)[0]
 
 DISK = 'vda'
 POLL_S = 0.5
@@ -240,26 +236,21 @@ class Libvirt:
 # --------------------------------------------------------------------------
 # virtsnapd
 
-class Agent:
-    """virtsnapd on the lab's bus, and a D-Bus client for it."""
+class Agent(agentmod.Agent):
+    """The shared agent wrapper (tests/lab/agent.py) in the lab's environment, plus
+    the State changes of jobs, seen through signals in a main context of its own."""
+
+    error = BenchError
 
     def __init__(self, lab):
-        self.lab = lab
-        self.dir = lab.path('agent')
-        self.snapshot_dir = os.path.join(self.dir, 'snapshots')
-        self.state_dir = os.path.join(self.dir, 'state')
-        self.config = os.path.join(self.dir, 'virtsnapd.conf')
-        self.log = os.path.join(self.dir, 'virtsnapd.log')
-        os.makedirs(self.snapshot_dir, exist_ok=True)
-        os.makedirs(self.state_dir, exist_ok=True)
-        with open(self.config, 'w') as f:
-            f.write('[agent]\n')
-        self.proc = None
+        # The bus connection dispatches its signals in the thread-default context at
+        # the time it subscribes: ours, iterated by snapshot().
         self.ctx = GLib.MainContext.new()
         self.ctx.push_thread_default()
-        self.bus = Gio.DBusConnection.new_for_address_sync(
-            lab.bus_address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
-            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+        super().__init__(lab, 'agent', programs=agentmod.built_programs(BUILD), env=lab.env,
+                         fatal_criticals=False, ready_timeout=20)
+        os.makedirs(self.snapshot_dir, exist_ok=True)
+        os.makedirs(self.state_dir, exist_ok=True)
         self.job_states = {}   # path -> (state, ms when seen)
         self.bus.signal_subscribe(BUS_NAME, PROPS_IFACE, 'PropertiesChanged', None, JOB_IFACE,
                                   Gio.DBusSignalFlags.NONE, self._on_props)
@@ -275,42 +266,10 @@ class Agent:
     def start(self):
         if not os.access(VIRTSNAPD, os.X_OK):
             raise BenchError(f'{VIRTSNAPD} is missing: ninja -C {BUILD}')
-        logf = open(self.log, 'ab')
-        self.proc = subprocess.Popen(
-            [VIRTSNAPD, '--verbose', '--config', self.config, '--bus-address',
-             self.lab.bus_address, '--uri', self.lab.libvirt_uri, '--snapshot-dir',
-             self.snapshot_dir, '--state-dir', self.state_dir],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.lab.env)
-        logf.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f'virtsnapd exited: {labmod._tail(self.log)}')
-            try:
-                if self.prop(AGENT_PATH, AGENT_IFACE, 'Connected'):
-                    return self
-            except GLib.Error:
-                pass
-            time.sleep(0.05)
-        raise BenchError(f'virtsnapd not connected after 20 s: {labmod._tail(self.log)}')
+        return super().start()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def call(self, path, iface, method, args, reply_type=None, timeout_ms=120000):
-        return self.bus.call_sync(BUS_NAME, path, iface, method, args,
-                                  GLib.VariantType(reply_type) if reply_type else None,
-                                  Gio.DBusCallFlags.NONE, timeout_ms, None)
-
-    def prop(self, path, iface, name):
-        return self.call(path, PROPS_IFACE, 'Get', GLib.Variant('(ss)', (iface, name)),
-                         '(v)').unpack()[0]
+        super().stop(expect_code=None, timeout=10, check=False)
 
     def snapshot(self, domain, copy, timeout=600):
         """CreateSnapshot and wait for the job to end; return (job props
@@ -319,8 +278,8 @@ class Agent:
         opts = {'copy': GLib.Variant('s', copy), 'quiesce': GLib.Variant('s', 'require'),
                 'disks': GLib.Variant('as', [DISK])}
         t0 = now_ms()
-        path = self.call(AGENT_PATH, AGENT_IFACE, 'CreateSnapshot',
-                         GLib.Variant('(sa{sv})', (domain, opts)), '(o)').unpack()[0]
+        path = self.call('CreateSnapshot', GLib.Variant('(sa{sv})', (domain, opts)),
+                         reply_type='(o)')[0]
         call_ms = now_ms() - t0
         deadline = time.monotonic() + timeout
         while True:
@@ -331,14 +290,13 @@ class Agent:
                 raise BenchError(f'virtsnap job {path} not finished after {timeout}s')
             self.ctx.iteration(True)
         wall = st[1] - t0
-        props = self.call(path, PROPS_IFACE, 'GetAll', GLib.Variant('(s)', (JOB_IFACE,)),
-                          '(a{sv})').unpack()[0]
+        props = self.job_props(path)
         props['path'] = path
         props['call_ms'] = call_ms
         return props, wall
 
     def delete(self, snapshot_id):
-        self.call(AGENT_PATH, AGENT_IFACE, 'DeleteSnapshot', GLib.Variant('(s)', (snapshot_id,)))
+        self.call('DeleteSnapshot', GLib.Variant('(s)', (snapshot_id,)))
 
     # -- the log: phase timestamps ---------------------------------------------
     _LINE = re.compile(r'(\d\d):(\d\d):(\d\d)\.(\d{3}): job (\d+)(?: \([^)]*\))?: '
@@ -593,7 +551,7 @@ class Bench:
         if props.get('State') != 'succeeded':
             raise BenchError(f'virtsnap job {props.get("path")} {props.get("State")}: '
                              f'{props.get("ErrorName")}: {props.get("Error")}\n'
-                             f'{labmod._tail(self.agent.log, 20)}')
+                             f'{procs.tail(self.agent.log, 20)}')
         res = props['Result']
         if not res.get('quiesced'):
             raise BenchError(f'virtsnap did not quiesce: {res.get("quiesce-note")}')

@@ -10,8 +10,6 @@ import datetime
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 
@@ -19,25 +17,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
+import agent as agentmod  # noqa: E402
 import system  # noqa: E402
+from agent import FINAL_STATES, sanitizer_env  # noqa: E402,F401  (the tests import them here)
 
-import gi  # noqa: E402
-
-gi.require_version('Gio', '2.0')
-from gi.repository import Gio, GLib  # noqa: E402
-
-BUILD = os.path.abspath(os.environ.get('VIRTSNAP_BUILD_DIR', os.path.join(REPO, 'build')))
-VIRTSNAPD = os.path.join(BUILD, 'agent', 'virtsnapd')
-VIRTSNAPCTL = os.path.join(BUILD, 'tools', 'virtsnapctl')
+BUILD = os.path.abspath(agentmod.build_dir())
+VIRTSNAPD, VIRTSNAPCTL = agentmod.built_programs(BUILD)
 HOOK = os.path.join(BUILD, 'hooks', 'virtsnap-hook')
-BUS_NAME = 'org.virtsnap.Agent1'
-AGENT_PATH = '/org/virtsnap/Agent1'
-FINAL_STATES = ('succeeded', 'failed', 'cancelled', 'interrupted')
-
-
-def sanitizer_env():
-    """The sanitizer options of a CI build (run-tests sets them), if any."""
-    return {k: os.environ[k] for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS') if k in os.environ}
 
 
 def hook_env(lab):
@@ -47,61 +33,16 @@ def hook_env(lab):
     return dict(sanitizer_env(), VIRTSNAP_HOOK_BUS_ADDRESS=lab.bus_address)
 
 
-class Agent:
-    """A real virtsnapd on the system lab's bus, with its own directories."""
+class Agent(agentmod.Agent):
+    """The shared agent wrapper (tests/lab/agent.py), as root on the system lab's
+    private bus (--bus-address) and qemu:///system, plus the hook's counters."""
 
     def __init__(self, lab, name='agent'):
-        self.lab = lab
-        self.dir = lab.path('agent', name)
-        self.log = os.path.join(self.dir, 'virtsnapd.log')
-        self.config = os.path.join(self.dir, 'virtsnapd.conf')
-        os.makedirs(self.dir, exist_ok=True)
-        with open(self.config, 'w') as f:
-            f.write('[agent]\n')
-        self.proc = None
-        self.bus = Gio.DBusConnection.new_for_address_sync(
-            lab.bus_address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
-            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+        super().__init__(lab, name, programs=(VIRTSNAPD, VIRTSNAPCTL),
+                         dir=lab.path('agent', name), ready_timeout=20)
 
-    def start(self):
-        env = dict(os.environ, G_DEBUG='fatal-criticals')
-        self.proc = subprocess.Popen(
-            [VIRTSNAPD, '--verbose', '--config', self.config, '--bus-address',
-             self.lab.bus_address, '--uri', self.lab.libvirt_uri,
-             '--snapshot-dir', os.path.join(self.dir, 'snapshots'),
-             '--state-dir', os.path.join(self.dir, 'state')],
-            stdout=open(self.log, 'a'), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f'virtsnapd exited: {self.log_text()[-2000:]}'
-            try:
-                if self.prop('Connected'):
-                    return self
-            except GLib.Error:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f'virtsnapd not ready: {self.log_text()[-2000:]}')
-
-    def stop(self):
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGCONT)  # a test may have stopped it
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(90)
-        self.proc = None
-        assert code == 0, f'virtsnapd exit code {code}: {self.log_text()[-3000:]}'
-        assert 'CRITICAL' not in self.log_text(), self.log_text()[-3000:]
-
-    def log_text(self):
-        with open(self.log, errors='replace') as f:
-            return f.read()
-
-    def prop(self, name):
-        reply = self.bus.call_sync(BUS_NAME, AGENT_PATH, 'org.freedesktop.DBus.Properties', 'Get',
-                                   GLib.Variant('(ss)', (BUS_NAME, name)), None,
-                                   Gio.DBusCallFlags.NONE, 10000, None)
-        return reply.unpack()[0]
+    def prop(self, name, **kw):
+        return super().prop(name, **dict({'timeout': 10}, **kw))
 
     def hook_counts(self):
         return dict(self.prop('HookCounts'))
@@ -118,9 +59,7 @@ class Agent:
             time.sleep(0.05)
 
     def ctl(self, *args, timeout=60):
-        return subprocess.run([VIRTSNAPCTL, '--address', self.lab.bus_address, *args],
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return super().ctl(*args, timeout=timeout)
 
     def ctl_json(self, *args):
         res = self.ctl('--json', *args)

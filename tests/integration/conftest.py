@@ -21,8 +21,6 @@ test is a failed run (see pytest_sessionfinish)."""
 import os
 import queue
 import shlex
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
+import agent as agentmod  # noqa: E402
 import lab as labmod  # noqa: E402
 import system as systemmod  # noqa: E402
 from noskip import pytest_sessionfinish  # noqa: E402,F401  (fails runs with skips)
@@ -47,23 +46,13 @@ assert MODE in ('session', 'system'), f'VIRTSNAP_LAB_MODE={MODE!r}: session or s
 SYSTEM = MODE == 'system'
 if SYSTEM:
     INSTALL_ROOT = os.path.abspath(os.environ.get('VIRTSNAP_INSTALL_ROOT', '/'))
-    VIRTSNAPD = os.path.join(INSTALL_ROOT, 'usr', 'sbin', 'virtsnapd')
-    VIRTSNAPCTL = os.path.join(INSTALL_ROOT, 'usr', 'bin', 'virtsnapctl')
+    VIRTSNAPD, VIRTSNAPCTL = agentmod.installed_programs(INSTALL_ROOT)
 else:
-    BUILD = os.environ.get('VIRTSNAP_BUILD_DIR', os.path.join(REPO, 'build'))
-    VIRTSNAPD = os.path.join(BUILD, 'agent', 'virtsnapd')
-    VIRTSNAPCTL = os.path.join(BUILD, 'tools', 'virtsnapctl')
+    VIRTSNAPD, VIRTSNAPCTL = agentmod.built_programs()
 AGENT_WRAPPER = shlex.split(os.environ.get('VIRTSNAP_AGENT_WRAPPER', ''))
-BUS_NAME = 'org.virtsnap.Agent1'
-AGENT_PATH = '/org/virtsnap/Agent1'
-AGENT_IFACE = 'org.virtsnap.Agent1'
-JOB_IFACE = 'org.virtsnap.Job1'
-FINAL_STATES = ('succeeded', 'failed', 'cancelled', 'interrupted')
-
-
-def dbus_error_name(exc):
-    """'org.virtsnap.Error.NoSuchDomain' for a GLib.Error from a D-Bus call."""
-    return Gio.DBusError.get_remote_error(exc)
+# What the tests import from here; the shared wrapper defines them.
+from agent import (AGENT_IFACE, AGENT_PATH, BUS_NAME, FINAL_STATES,  # noqa: E402,F401
+                   JOB_IFACE, dbus_error_name, snapshot_options)
 
 
 class EventCollector:
@@ -136,159 +125,15 @@ class EventCollector:
         self._thread.join(5)
 
 
-class Agent:
-    """A real virtsnapd on the lab's bus, with its own snapshot and state dirs."""
+class Agent(agentmod.Agent):
+    """The shared agent wrapper (tests/lab/agent.py) as this suite runs it: the programs
+    of the mode, under VIRTSNAP_AGENT_WRAPPER, on the bus as installed in system mode.
+    Agent(lab, name, config, wrapper=(), installed_defaults=False)."""
 
     def __init__(self, lab, name='agent', config='', wrapper=(), installed_defaults=False):
-        """installed_defaults: run as the unit does, with no options at all -- the installed
-        configuration and the default directories under /var/lib/virtsnap."""
-        self.lab = lab
-        self.wrapper = list(wrapper)
-        self.installed_defaults = installed_defaults
-        self.dir = lab.path(name)
-        if installed_defaults:
-            self.snapshot_dir = '/var/lib/virtsnap/snapshots'
-            self.state_dir = '/var/lib/virtsnap/state'
-        else:
-            self.snapshot_dir = os.path.join(self.dir, 'snapshots')
-            self.state_dir = os.path.join(self.dir, 'state')
-        self.config = os.path.join(self.dir, 'virtsnapd.conf')
-        self.log = os.path.join(self.dir, 'virtsnapd.log')
-        os.makedirs(self.dir, exist_ok=True)
-        with open(self.config, 'w') as f:
-            f.write('[agent]\n' + config)
-        self.proc = None
-        self.bus = Gio.DBusConnection.new_for_address_sync(
-            lab.bus_address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
-            Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
-
-    def start(self, wait_connected=True):
-        env = dict(os.environ, G_DEBUG='fatal-criticals')
-        argv = AGENT_WRAPPER + self.wrapper + [VIRTSNAPD, '--verbose']
-        if not self.installed_defaults:
-            argv += ['--config', self.config, '--snapshot-dir', self.snapshot_dir,
-                     '--state-dir', self.state_dir]
-        if SYSTEM:
-            # As installed: the system bus (found as a system-bus client finds it) and the
-            # configuration's default URI, qemu:///system.
-            env.update(self.lab.bus_env)
-        else:
-            argv += ['--bus-address', self.lab.bus_address, '--uri', self.lab.libvirt_uri]
-        self.proc = subprocess.Popen(argv, stdout=open(self.log, 'a'), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f'virtsnapd exited: {self.log_text()[-2000:]}'
-            try:
-                if not wait_connected or self.prop('Connected'):
-                    return self
-            except GLib.Error:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f'virtsnapd not ready: {self.log_text()[-2000:]}')
-
-    def stop(self, expect_code=0):
-        if not self.proc or self.proc.poll() is not None and expect_code is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(90)
-        self.proc = None
-        if expect_code is not None:
-            assert code == expect_code, f'virtsnapd exit code {code}: {self.log_text()[-3000:]}'
-        assert 'CRITICAL' not in self.log_text(), self.log_text()[-3000:]
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc = None
-
-    def log_text(self):
-        with open(self.log, errors='replace') as f:
-            return f.read()
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    # D-Bus
-    def call(self, method, params=None, iface=AGENT_IFACE, path=AGENT_PATH, timeout=120):
-        reply = self.bus.call_sync(BUS_NAME, path, iface, method, params, None,
-                                   Gio.DBusCallFlags.NONE, timeout * 1000, None)
-        return reply.unpack() if reply is not None else None
-
-    def call_error(self, method, params=None, **kw):
-        """The D-Bus error name (and message) a call fails with; fails if it succeeds."""
-        try:
-            self.call(method, params, **kw)
-        except GLib.Error as e:
-            return dbus_error_name(e), e.message
-        raise AssertionError(f'{method} succeeded, an error was expected')
-
-    def prop(self, name, path=AGENT_PATH, iface=AGENT_IFACE):
-        return self.call('Get', GLib.Variant('(ss)', (iface, name)),
-                         iface='org.freedesktop.DBus.Properties', path=path)[0]
-
-    def job_props(self, path):
-        return self.call('GetAll', GLib.Variant('(s)', (JOB_IFACE,)),
-                         iface='org.freedesktop.DBus.Properties', path=path)[0]
-
-    def create(self, domain, **options):
-        """CreateSnapshot; options as python values typed by snapshot_options()."""
-        return self.call('CreateSnapshot', GLib.Variant('(sa{sv})',
-                                                        (domain, snapshot_options(**options))))[0]
-
-    def wait_job(self, path, timeout=120, until=FINAL_STATES):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            props = self.job_props(path)
-            if props['State'] in until or props['Phase'] in until:
-                return props
-            time.sleep(0.05)
-        raise AssertionError(f'job {path} still {self.job_props(path)} after {timeout} s')
-
-    def snapshot(self, domain, timeout=120, **options):
-        """Create a snapshot job and wait for it: its final properties."""
-        return self.wait_job(self.create(domain, **options), timeout)
-
-    def ctl(self, *args, timeout=120, input=None):
-        """virtsnapctl ARGS as this test process's user (the lab user, or root)."""
-        if SYSTEM:
-            return subprocess.run([VIRTSNAPCTL] + list(args), capture_output=True, text=True,
-                                  timeout=timeout, input=input,
-                                  env=dict(os.environ, **self.lab.bus_env))
-        return subprocess.run([VIRTSNAPCTL, '--address', self.lab.bus_address] + list(args),
-                              capture_output=True, text=True, timeout=timeout, input=input)
-
-    def ctl_as(self, user, *args, timeout=120, input=None):
-        """virtsnapctl ARGS as another local user (system mode: lab.users)."""
-        assert SYSTEM, 'ctl_as needs the system lab'
-        env = [f'{k}={v}' for k, v in sorted(self.lab.bus_env.items())]
-        env += [f'{k}={os.environ[k]}' for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS')
-                if k in os.environ]
-        return subprocess.run(['runuser', '-u', user, '--', 'env', '-i', 'PATH=/usr/bin:/bin',
-                               *env, VIRTSNAPCTL, *args], capture_output=True, text=True,
-                              timeout=timeout, input=input, cwd='/')
-
-    def leftovers(self):
-        """Files a finished job must not leave: partial folders, journal records."""
-        left = []
-        if os.path.isdir(self.snapshot_dir):
-            left += [n for n in os.listdir(self.snapshot_dir) if n.startswith('.')]
-        if os.path.isdir(self.state_dir):
-            left += os.listdir(self.state_dir)
-        return left
-
-
-_TYPES = {'disks': 'as', 'compress': 'b', 'force': 'b', 'legacy_undefine': 'b', 'flatten': 'b',
-          'bandwidth': 't'}
-
-
-def snapshot_options(**options):
-    out = {}
-    for key, value in options.items():
-        out[key.replace('_', '-')] = GLib.Variant(_TYPES.get(key, 's'), value)
-    return out
+        super().__init__(lab, name, config, programs=(VIRTSNAPD, VIRTSNAPCTL),
+                         wrapper=AGENT_WRAPPER + list(wrapper), system_bus=SYSTEM,
+                         installed_defaults=installed_defaults)
 
 
 def pytest_configure(config):

@@ -122,6 +122,12 @@ def test_direct_copy_and_formats(agent, writer):
     packed = agent.snapshot('writer', compress=True)
     assert packed['State'] == 'succeeded', packed['Error']
     check_image(image_of(packed), replay_journal=False)
+    # Really compressed: compressed clusters, and the file well below the uncompressed
+    # copy of (nearly) the same data.
+    plain, small = labmod.image_check(image_of(direct)), labmod.image_check(image_of(packed))
+    assert plain.get('compressed-clusters', 0) == 0, plain
+    assert small.get('compressed-clusters', 0) > 0, small
+    assert small['image-end-offset'] < plain['image-end-offset'] * 0.75, (small, plain)
     domain_intact(writer, before)
     assert agent.leftovers() == []
 

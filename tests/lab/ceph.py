@@ -31,7 +31,6 @@ Only the standard library is used.  ``ceph.py selftest`` runs a smoke test
 with a lab guest on an RBD disk.
 """
 
-import atexit
 import json
 import os
 import re
@@ -40,11 +39,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-import weakref
 from xml.sax.saxutils import escape as _xml_escape
 
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -52,7 +48,8 @@ if LAB_DIR not in sys.path:
     sys.path.insert(0, LAB_DIR)
 
 import lab as _lab  # noqa: E402  (the lab module next to this file)
-from lab import _pid_alive, _tail  # noqa: E402
+import procs  # noqa: E402
+from procs import tail as _tail  # noqa: E402
 
 __all__ = ['Ceph', 'CephError', 'make_rbd_guest', 'rbd_disk_xml', 'ceph_processes']
 
@@ -67,17 +64,7 @@ class CephError(RuntimeError):
 
 
 def _run(argv, check=True, timeout=120, env=None, text=True):
-    try:
-        res = subprocess.run(argv, capture_output=True, text=text, env=env,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise CephError(f'timed out after {timeout}s: {" ".join(argv)}') from e
-    except FileNotFoundError as e:
-        raise CephError(f'cannot run {argv[0]}: {e}') from e
-    if check and res.returncode != 0:
-        raise CephError(f'{" ".join(argv)} failed ({res.returncode}): '
-                        f'{(res.stderr or res.stdout).strip()}')
-    return res
+    return procs.run(argv, check=check, timeout=timeout, env=env, text=text, error=CephError)
 
 
 def _free_port():
@@ -153,78 +140,17 @@ def ceph_processes(workdir):
 
 
 def kill_ceph_processes(workdir, grace=_STOP_GRACE, sig=signal.SIGKILL):
-    pids = ceph_processes(workdir)
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _pid_alive(p)]
-        if pids:
-            time.sleep(0.02)
-    for pid in ceph_processes(workdir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-# --------------------------------------------------------------------------
-# safety net (like lab.py's): atexit, SIGTERM/SIGHUP, a watchdog process
-
-_live = weakref.WeakSet()
-_net_installed = False
-
-
-def _stop_all():
-    for c in list(_live):
-        try:
-            c.stop()
-        except Exception as e:  # pragma: no cover - best effort at exit
-            print(f'ceph: cleanup of {c.workdir} failed: {e}', file=sys.stderr)
-
-
-def _on_signal(signum, frame):
-    _stop_all()
-    # let lab.py's handler (if any, installed before us) or the default run
-    prev = _prev_handlers.get(signum, signal.SIG_DFL)
-    if callable(prev):
-        prev(signum, frame)
-    else:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-
-_prev_handlers = {}
-
-
-def _install_safety_net():
-    global _net_installed
-    if _net_installed:
-        return
-    _net_installed = True
-    atexit.register(_stop_all)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            prev = signal.getsignal(sig)
-            if prev in (signal.SIG_DFL, None) or callable(prev):
-                # lab.py's handler (if the lab was started first) runs after ours
-                _prev_handlers[sig] = prev
-                signal.signal(sig, _on_signal)
+    procs.kill_all(lambda: ceph_processes(workdir), sig, grace, poll=0.02)
 
 
 def _watchdog_main(workdir, keep):
-    """Child process: waits for stdin to close; unless told 'done', kills the
-    cluster's processes and removes *workdir* (the parent died uncleanly)."""
-    said_done = _lab._wait_for_parent()
-    if said_done:
-        return 0
-    kill_ceph_processes(workdir)
-    if keep != '1':
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    """The watchdog child: unless the parent said 'done', kill the cluster's processes
+    and remove *workdir* (the parent died uncleanly)."""
+    def cleanup():
+        kill_ceph_processes(workdir)
+        if keep != '1':
+            shutil.rmtree(workdir, ignore_errors=True)
+    return procs.watchdog_main(cleanup)
 
 
 # --------------------------------------------------------------------------
@@ -367,15 +293,7 @@ class Ceph:
                                 'tests/lab/PACKAGES.ceph')
         self._started = True
         t0 = time.monotonic()
-        if self.workdir is None:
-            self.workdir = tempfile.mkdtemp(prefix='vsc-')
-        else:
-            os.makedirs(self.workdir, exist_ok=True)
-        if len(self.workdir) > 60:
-            print(f'ceph: warning: work dir {self.workdir} is long; admin socket paths '
-                  'may exceed 107 bytes', file=sys.stderr)
-        _live.add(self)
-        _install_safety_net()
+        procs.open_workdir(self, 'vsc-', 60, 'ceph')
         try:
             self._start_watchdog()
             self.conf = self.path('ceph.conf')
@@ -392,11 +310,8 @@ class Ceph:
         return self
 
     def _start_watchdog(self):
-        self._watchdog = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), '_watchdog', self.workdir,
-             '1' if self.keep else '0'],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, cwd='/')
+        self._watchdog = procs.start_watchdog(__file__, self.workdir,
+                                              '1' if self.keep else '0')
 
     def _write_conf(self):
         text = _CONF.format(w=self.workdir, fsid=self.fsid, port=self.port,
@@ -408,13 +323,7 @@ class Ceph:
         os.replace(tmp, self.conf)
 
     def _daemon(self, argv, logname):
-        log = open(self.path('log', logname), 'ab')
-        try:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    env=self.env, start_new_session=True,
-                                    cwd=self.workdir)
-        finally:
-            log.close()
+        return procs.spawn(argv, self.path('log', logname), env=self.env, cwd=self.workdir)
 
     def _start_mon(self, deadline):
         last = ''
@@ -544,18 +453,7 @@ class Ceph:
             if self.workdir:
                 kill_ceph_processes(self.workdir, grace=_STOP_GRACE)
         finally:
-            if self._watchdog:
-                try:
-                    self._watchdog.stdin.write(b'done')
-                    self._watchdog.stdin.close()
-                    self._watchdog.wait(5)
-                except (OSError, subprocess.TimeoutExpired):
-                    self._watchdog.kill()
-            if self.workdir and not self.keep:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-            elif self.workdir:
-                print(f'ceph: kept {self.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
-            _live.discard(self)
+            procs.close_workdir(self, 'ceph')
             self.timings['stop'] = time.monotonic() - t0
 
     # -- commands --------------------------------------------------------------
@@ -729,47 +627,31 @@ def make_rbd_guest(lab, ceph, name, pool, image, agent=True, file_disks=0,
     cache: the RBD disk's cache mode (None = QEMU's default); file_cache:
     that of the file disks ('auto' as in lab.make_guest).
     """
-    if not lab._started or lab._stopped:
+    if not lab.running:
         raise _lab.LabError('lab not running')
     if not ceph._started or ceph._stopped:
         raise CephError('ceph not running')
-    if not re.fullmatch(r'[A-Za-z0-9_.+-]+', name):
-        raise ValueError(f'bad guest name {name!r}')
+    _lab.check_guest_name(name)
     if file_cache == 'auto':
-        file_cache = 'none' if lab._direct_io_works(lab.images_dir) else None
+        file_cache = lab.auto_cache()
     spec = f'{pool}/{image}'
     rbd_disk = {'target': 'vda', 'type': 'network', 'protocol': 'rbd', 'rbd': spec,
                 'pool': pool, 'image': image, 'path': ceph.qemu_uri(spec),
                 'format': 'raw', 'backing': None, 'backing_format': None}
     files = []
     for i in range(int(file_disks)):
-        target = _lab._target(i + 1)
+        target = _lab.target_name(i + 1)
         ext = 'qcow2' if (fmt == 'qcow2' or backing) else 'raw'
         path = os.path.join(lab.images_dir, f'{name}-{target}.{ext}')
         d = lab.make_disk(path, disk_size_mib, fmt, backing, label=f'{name}-{target}')
         d['target'] = target
         d['type'] = 'file'
         files.append(d)
-    console_log = os.path.join(lab.logs_dir, f'{name}-console.log')
-    cmdline = (f'console=ttyS0 quiet panic=-1 virtsnap.delay={int(write_delay_us)} '
-               f'virtsnap.sync={int(sync_every)} {extra_cmdline}').strip()
-    xml = _lab._domain_xml(name, lab.kernel, lab.initrd, cmdline, memory_mib, vcpus,
-                           files, file_cache, agent, console_log)
-    # The RBD disk goes first (PCI order = /dev/vd* order in the guest).
-    anchor = xml.find('    <disk ')
-    if anchor < 0:
-        anchor = xml.find("    <controller type='usb'")
-    if anchor < 0:
-        raise _lab.LabError('unexpected domain XML from lab._domain_xml')
-    xml = xml[:anchor] + rbd_disk_xml(ceph, pool, image, 'vda', cache) + xml[anchor:]
-    xml_path = os.path.join(lab.workdir, f'{name}.xml')
-    with open(xml_path, 'w') as f:
-        f.write(xml)
-    guest = _lab.Guest(lab, name, [rbd_disk] + files, console_log, agent, xml_path)
-    if define:
-        lab.virsh('define', xml_path)
-    lab.guests[name] = guest
-    return guest
+    cmdline = _lab.guest_cmdline(write_delay_us, sync_every, extra_cmdline)
+    xml = _lab.domain_xml(name, lab.kernel, lab.initrd, cmdline, memory_mib, vcpus, files,
+                          file_cache, agent, lab.console_log(name),
+                          first_disks_xml=rbd_disk_xml(ceph, pool, image, 'vda', cache))
+    return lab.add_guest(name, [rbd_disk] + files, xml, agent, define)
 
 
 # --------------------------------------------------------------------------
@@ -912,26 +794,12 @@ def _up():
     print(f'export CEPH_CONF={c.conf!r}   # mon {c.mon_host}, pool vs, '
           f'started in {c.timings["start"]:.1f}s', flush=True)
     print('# Ctrl-C or SIGTERM stops the cluster', flush=True)
-    try:
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        c.stop()
-    return 0
+    return procs.serve(c)
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == '_watchdog':
-        return _watchdog_main(argv[2], argv[3])
-    if len(argv) >= 2 and argv[1] == 'selftest':
-        return _selftest()
-    if len(argv) >= 2 and argv[1] == 'up':
-        return _up()
-    print(f'usage: {argv[0]} selftest | up', file=sys.stderr)
-    return 2
+    return procs.command_line(argv, {'_watchdog': _watchdog_main, 'selftest': _selftest,
+                                     'up': _up}, 'selftest | up')
 
 
 if __name__ == '__main__':

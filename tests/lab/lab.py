@@ -15,7 +15,7 @@ The machine's own libvirt and buses are never touched.  ``Lab.stop()`` (also
 run at exit, on SIGTERM/SIGHUP, and by a watchdog process if this process dies
 without it) leaves no process and no file behind.
 
-Image helpers (no root, no mounting): ``image_info``, ``image_chain``,
+Image helpers (no root, no mounting): ``image_info``, ``image_chain``, ``image_check``,
 ``read_records``, ``records_contiguous``, ``records_consistent``,
 ``fsck_clean``, ``needs_recovery``, ``flatten_to_raw``.
 
@@ -24,7 +24,6 @@ imported by pytest and by demo scripts alike.  Run ``lab.py selftest`` for a
 smoke test, ``lab.py up [NAME...]`` for a lab to poke at by hand.
 """
 
-import atexit
 import json
 import os
 import re
@@ -35,15 +34,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import weakref
 from xml.sax.saxutils import escape as _xml_escape
 
 __all__ = [
     'Lab', 'Guest', 'LabError', 'READY_MARKER', 'AGENT_CHANNEL',
-    'image_info', 'image_chain', 'read_records', 'records_contiguous',
+    'image_info', 'image_chain', 'image_check', 'read_records', 'records_contiguous',
     'records_consistent', 'fsck_clean', 'needs_recovery', 'flatten_to_raw',
+    'lab_processes', 'kill_lab_processes', 'check_guest_name', 'guest_cmdline',
+    'target_name', 'domain_xml',
 ]
 
 READY_MARKER = 'VIRTSNAP-GUEST-READY'
@@ -54,58 +53,11 @@ _QEMU = '/usr/bin/qemu-system-x86_64'
 _STOP_GRACE = 5.0
 
 
-class LabError(RuntimeError):
-    """A lab operation failed; the message carries the command's output."""
+sys.path.insert(0, LAB_DIR)
+import procs  # noqa: E402  (the process plumbing next to this file)
+from procs import LabError, tail as _tail  # noqa: E402
 
-
-# --------------------------------------------------------------------------
-# small helpers
-
-def _run(argv, check=True, timeout=300, env=None, input=None, text=True):
-    """Run a command, capture its output; raise LabError on failure."""
-    try:
-        res = subprocess.run(argv, capture_output=True, text=text, env=env,
-                             input=input, timeout=timeout,
-                             stdin=None if input is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f'timed out after {timeout}s: {" ".join(argv)}') from e
-    except FileNotFoundError as e:
-        raise LabError(f'cannot run {argv[0]}: {e}') from e
-    if check and res.returncode != 0:
-        out = res.stderr if text else res.stderr.decode(errors='replace')
-        raise LabError(f'{" ".join(argv)} failed ({res.returncode}): {out.strip()}')
-    return res
-
-
-def _tail(path, lines=30):
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError:
-        return ''
-    return '\n'.join(data.decode(errors='replace').splitlines()[-lines:])
-
-
-def _pid_alive(pid):
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            state = f.read().rsplit(')', 1)[1].split()[0]
-        return state not in ('Z', 'X')
-    except (OSError, IndexError):
-        return False
-
-
-def _ancestors():
-    pids = set()
-    pid = os.getpid()
-    while pid > 1:
-        pids.add(pid)
-        try:
-            with open(f'/proc/{pid}/stat') as f:
-                pid = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return pids
+_run = procs.run
 
 
 def lab_processes(workdir):
@@ -116,125 +68,23 @@ def lab_processes(workdir):
     the tests started with ``lab.env``).  This process and its ancestors are
     never included.
     """
-    key = (os.path.abspath(workdir).rstrip('/') + '/').encode()
-    uid = os.getuid()
-    skip = _ancestors()
-    found = []
-    for name in os.listdir('/proc'):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        if pid in skip:
-            continue
-        try:
-            if os.stat(f'/proc/{pid}').st_uid != uid:
-                continue
-            with open(f'/proc/{pid}/cmdline', 'rb') as f:
-                blob = f.read()
-            try:
-                with open(f'/proc/{pid}/environ', 'rb') as f:
-                    blob += b'\0' + f.read()
-            except OSError:
-                pass
-        except OSError:
-            continue
-        if key in blob and _pid_alive(pid):
-            found.append(pid)
-    return found
+    return procs.processes_naming(os.path.abspath(workdir).rstrip('/') + '/',
+                                  uid=os.getuid())
 
 
 def kill_lab_processes(workdir, grace=_STOP_GRACE):
     """SIGTERM, then SIGKILL, every process of the lab in *workdir*."""
-    pids = lab_processes(workdir)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _pid_alive(p)]
-        if pids:
-            time.sleep(0.05)
-    for pid in lab_processes(workdir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return pids
-
-
-def _wait_pid_gone(pid, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.02)
-    return not _pid_alive(pid)
-
-
-# --------------------------------------------------------------------------
-# safety net: atexit, SIGTERM/SIGHUP, and a watchdog process
-
-_live_labs = weakref.WeakSet()
-_handlers_installed = False
-
-
-def _stop_all_labs():
-    for lab in list(_live_labs):
-        try:
-            lab.stop()
-        except Exception as e:  # pragma: no cover - best effort at exit
-            print(f'lab: cleanup of {lab.workdir} failed: {e}', file=sys.stderr)
-
-
-def _on_signal(signum, frame):
-    _stop_all_labs()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _install_safety_net():
-    global _handlers_installed
-    if _handlers_installed:
-        return
-    _handlers_installed = True
-    atexit.register(_stop_all_labs)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                signal.signal(sig, _on_signal)
-
-
-def _wait_for_parent():
-    """In a watchdog child: ignore the terminal's signals and wait until the parent closes
-    our stdin (it exits, however it dies). True if it said 'done' first (a clean stop)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    data = b''
-    while True:
-        try:
-            chunk = os.read(0, 64)
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return b'done' in data
+    return procs.kill_all(lambda: lab_processes(workdir), signal.SIGTERM, grace)
 
 
 def _watchdog_main(workdir, keep):
-    """Child process: waits for its stdin to close; unless told 'done', kills
-    the lab's processes and removes *workdir* (the parent died uncleanly)."""
-    said_done = _wait_for_parent()
-    if said_done:
-        return 0
-    kill_lab_processes(workdir)
-    if keep != '1':
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    """The watchdog child: unless the parent said 'done', kill the lab's processes and
+    remove *workdir* (the parent died uncleanly)."""
+    def cleanup():
+        kill_lab_processes(workdir)
+        if keep != '1':
+            shutil.rmtree(workdir, ignore_errors=True)
+    return procs.watchdog_main(cleanup)
 
 
 # --------------------------------------------------------------------------
@@ -251,6 +101,16 @@ def image_info(path, force_share=True):
 def image_chain(path, force_share=True):
     """The backing chain of an image, top first: a list of info dicts."""
     argv = ['qemu-img', 'info', '--output=json', '--backing-chain']
+    if force_share:
+        argv.append('-U')
+    return json.loads(_run(argv + [path]).stdout)
+
+
+def image_check(path, force_share=True):
+    """``qemu-img check --output=json`` of a qcow2 image, as a dict: allocated-clusters,
+    compressed-clusters (absent when there are none), image-end-offset, check-errors.
+    Raises LabError if the image has corruptions or leaks."""
+    argv = ['qemu-img', 'check', '--output=json']
     if force_share:
         argv.append('-U')
     return json.loads(_run(argv + [path]).stdout)
@@ -380,7 +240,7 @@ def fsck_clean(path, replay_journal=True, force_share=False, tmpdir=None):
 # --------------------------------------------------------------------------
 # the lab
 
-_DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
@@ -479,15 +339,7 @@ class Lab:
                                'and set VIRTSNAP_LAB_ASSETS')
         self._started = True
         t0 = time.monotonic()
-        if self.workdir is None:
-            self.workdir = tempfile.mkdtemp(prefix='vsl-')
-        else:
-            os.makedirs(self.workdir, exist_ok=True)
-        if len(self.workdir) > 40:
-            print(f'lab: warning: work dir {self.workdir} is long; UNIX socket paths of '
-                  'guests may exceed 107 bytes', file=sys.stderr)
-        _live_labs.add(self)
-        _install_safety_net()
+        procs.open_workdir(self, 'vsl-', 40, 'lab')
         try:
             for d in ('run', 'cfg', 'cache', 'data', 'home', 'images', 'logs',
                       'bus', 'bus/services'):
@@ -507,24 +359,19 @@ class Lab:
         return self
 
     def _start_watchdog(self):
-        self._watchdog = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), '_watchdog', self.workdir,
-             '1' if self.keep else '0'],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, cwd='/')
+        self._watchdog = procs.start_watchdog(__file__, self.workdir,
+                                              '1' if self.keep else '0')
 
     def _start_dbus(self):
         conf = self.path('bus', 'bus.conf')
         with open(conf, 'w') as f:
-            f.write(_DBUS_CONF.format(socket=_xml_escape(self.path('bus', 'socket')),
+            f.write(DBUS_CONF.format(socket=_xml_escape(self.path('bus', 'socket')),
                                       services=_xml_escape(self.path('bus', 'services'))))
-        log = open(self.path('logs', 'dbus-daemon.log'), 'wb')
-        self._dbus = subprocess.Popen(
+        self._dbus = procs.spawn(
             ['dbus-daemon', f'--config-file={conf}', '--nofork', '--nopidfile',
-             '--print-address'],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-            env=self._make_env(client=False), start_new_session=True, cwd=self.workdir)
-        log.close()
+             '--print-address'], self.path('logs', 'dbus-daemon.log'),
+            env=self._make_env(client=False), cwd=self.workdir, stdout=subprocess.PIPE,
+            log_mode='wb')
         ready, _, _ = select.select([self._dbus.stdout], [], [], 15)
         line = self._dbus.stdout.readline().decode().strip() if ready else ''
         if not line:
@@ -598,11 +445,8 @@ class Lab:
         if self.libvirtd_running():
             raise LabError('libvirtd is already running')
         t0 = time.monotonic()
-        logf = open(self.path('logs', 'libvirtd.stderr'), 'ab')
-        self._libvirtd = subprocess.Popen(
-            ['libvirtd'], env=self._make_env(client=False), stdin=subprocess.DEVNULL,
-            stdout=logf, stderr=logf, start_new_session=True, cwd=self.path('home'))
-        logf.close()
+        self._libvirtd = procs.spawn(['libvirtd'], self.path('logs', 'libvirtd.stderr'),
+                                     env=self._make_env(client=False), cwd=self.path('home'))
         deadline = t0 + timeout
         while True:
             if self._libvirtd.poll() is not None:
@@ -626,17 +470,7 @@ class Lab:
     def kill_libvirtd(self, sig=signal.SIGTERM, timeout=10):
         """Stop libvirtd with *sig* (SIGKILL for a crash); SIGKILL it if it is
         still there after *timeout* s.  Running guests stay up."""
-        p = self._libvirtd
-        if p is None or p.poll() is not None:
-            return
-        try:
-            p.send_signal(sig)
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-        except ProcessLookupError:
-            pass
+        procs.stop_popen(self._libvirtd, timeout, sig)
 
     def restart_libvirtd(self, sig=signal.SIGTERM, timeout=30):
         """kill_libvirtd(sig) then start_libvirtd().  Running guests survive;
@@ -689,30 +523,13 @@ class Lab:
             self.kill_libvirtd(signal.SIGTERM, _STOP_GRACE)
             if self.workdir:
                 kill_lab_processes(self.workdir)
-            if self._dbus and self._dbus.poll() is None:
-                self._dbus.terminate()
-                try:
-                    self._dbus.wait(_STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    self._dbus.kill()
-                    self._dbus.wait(5)
+            procs.stop_popen(self._dbus, _STOP_GRACE)
             if self._dbus and self._dbus.stdout:
                 self._dbus.stdout.close()
             if self.workdir:
                 kill_lab_processes(self.workdir, grace=1)
         finally:
-            if self._watchdog:
-                try:
-                    self._watchdog.stdin.write(b'done')
-                    self._watchdog.stdin.close()
-                    self._watchdog.wait(5)
-                except (OSError, subprocess.TimeoutExpired):
-                    self._watchdog.kill()
-            if self.workdir and not self.keep:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-            elif self.workdir:
-                print(f'lab: kept {self.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
-            _live_labs.discard(self)
+            procs.close_workdir(self, 'lab')
             self.timings['stop'] = time.monotonic() - t0
 
     @staticmethod
@@ -835,12 +652,11 @@ class Lab:
         virtual size of disk_size_mib + top_data_mib; see make_disk().  Not
         used with images.  0 (the default): none.
         """
-        if not self._started or self._stopped:
+        if not self.running:
             raise LabError('lab not running')
-        if not re.fullmatch(r'[A-Za-z0-9_.+-]+', name):
-            raise ValueError(f'bad guest name {name!r}')
+        check_guest_name(name)
         if cache == 'auto':
-            cache = 'none' if self._direct_io_works(self.images_dir) else None
+            cache = self.auto_cache()
         disk_list = []
         if images is not None:
             for i, img in enumerate(images):
@@ -852,30 +668,61 @@ class Lab:
                     'backing_format': chain[1]['format'] if len(chain) > 1 else None})
         else:
             for i in range(disks):
-                target = _target(i)
+                target = target_name(i)
                 ext = 'qcow2' if (fmt == 'qcow2' or backing) else 'raw'
                 path = os.path.join(self.images_dir, f'{name}-{target}.{ext}')
                 disk_list.append(self.make_disk(path, disk_size_mib, fmt, backing,
                                                 label=f'{name}-{target}',
                                                 top_data_mib=top_data_mib))
         for i, d in enumerate(disk_list):
-            d['target'] = _target(i)
-        console_log = os.path.join(self.logs_dir, f'{name}-console.log')
-        cmdline = (f'console=ttyS0 quiet panic=-1 virtsnap.delay={int(write_delay_us)} '
-                   f'virtsnap.sync={int(sync_every)} {extra_cmdline}').strip()
-        xml = _domain_xml(name, self.kernel, self.initrd, cmdline, memory_mib, vcpus,
-                          disk_list, cache, agent, console_log)
+            d['target'] = target_name(i)
+        cmdline = guest_cmdline(write_delay_us, sync_every, extra_cmdline)
+        xml = domain_xml(name, self.kernel, self.initrd, cmdline, memory_mib, vcpus,
+                         disk_list, cache, agent, self.console_log(name))
+        return self.add_guest(name, disk_list, xml, agent, define)
+
+    # -- guests: the parts other guest makers (ceph.make_rbd_guest) use ----------
+    @property
+    def running(self):
+        """Started and not stopped yet."""
+        return self._started and not self._stopped
+
+    def auto_cache(self):
+        """The disk cache mode cache='auto' means: 'none' if O_DIRECT works on the
+        images directory, else QEMU's default (None)."""
+        return 'none' if self._direct_io_works(self.images_dir) else None
+
+    def console_log(self, name):
+        """The serial console file of guest *name*."""
+        return os.path.join(self.logs_dir, f'{name}-console.log')
+
+    def add_guest(self, name, disks, xml, agent=True, define=True):
+        """Write a guest's domain XML (from domain_xml()), define it unless not
+        *define*, register it in lab.guests (lab.stop() removes it); return the Guest.
+        disks: dicts as Guest takes them, in the XML's order."""
         xml_path = os.path.join(self.workdir, f'{name}.xml')
         with open(xml_path, 'w') as f:
             f.write(xml)
-        guest = Guest(self, name, disk_list, console_log, agent, xml_path)
+        guest = Guest(self, name, disks, self.console_log(name), agent, xml_path)
         if define:
             self.virsh('define', xml_path)
         self.guests[name] = guest
         return guest
 
 
-def _target(i):
+def check_guest_name(name):
+    if not re.fullmatch(r'[A-Za-z0-9_.+-]+', name):
+        raise ValueError(f'bad guest name {name!r}')
+
+
+def guest_cmdline(write_delay_us=10000, sync_every=10, extra=''):
+    """The guest kernel's command line: console, and the record writer's tuning."""
+    return (f'console=ttyS0 quiet panic=-1 virtsnap.delay={int(write_delay_us)} '
+            f'virtsnap.sync={int(sync_every)} {extra}').strip()
+
+
+def target_name(i):
+    """The device name of the i-th (from 0) virtio disk: vda, vdb, ..., vdz, vdaa."""
     letters = 'abcdefghijklmnopqrstuvwxyz'
     s = ''
     i += 1
@@ -885,8 +732,12 @@ def _target(i):
     return 'vd' + s
 
 
-def _domain_xml(name, kernel, initrd, cmdline, memory_mib, vcpus, disks, cache,
-                agent, console_log):
+def domain_xml(name, kernel, initrd, cmdline, memory_mib, vcpus, disks, cache,
+               agent, console_log, first_disks_xml=''):
+    """A lab guest's domain XML: direct kernel boot, the file *disks* (dicts with
+    target, path, format) with *cache*, a serial console to *console_log*, a guest
+    agent channel if *agent*.  first_disks_xml: disk elements (e.g. network disks)
+    placed before the file disks (PCI order is /dev/vd* order in the guest)."""
     e = _xml_escape
     out = [
         "<domain type='qemu'>",
@@ -907,6 +758,8 @@ def _domain_xml(name, kernel, initrd, cmdline, memory_mib, vcpus, disks, cache,
         '  <devices>',
         f'    <emulator>{_QEMU}</emulator>',
     ]
+    if first_disks_xml:
+        out.append(first_disks_xml.rstrip('\n'))
     for d in disks:
         cache_attr = f" cache='{e(cache)}'" if cache else ''
         out += [
@@ -1215,7 +1068,7 @@ def _selftest():
     return 0
 
 
-def _up(names):
+def _up(*names):
     lab = Lab().start()
     for n in names:
         g = lab.make_guest(n)
@@ -1226,26 +1079,12 @@ def _up(names):
     print(f'export DBUS_SESSION_BUS_ADDRESS={lab.bus_address!r}')
     print(f'export VIRTSNAP_LAB_WORKDIR={lab.workdir!r}')
     print('# Ctrl-C or SIGTERM stops the lab', flush=True)
-    try:
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        lab.stop()
-    return 0
+    return procs.serve(lab)
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == '_watchdog':
-        return _watchdog_main(argv[2], argv[3])
-    if len(argv) >= 2 and argv[1] == 'selftest':
-        return _selftest()
-    if len(argv) >= 2 and argv[1] == 'up':
-        return _up(argv[2:])
-    print(f'usage: {argv[0]} selftest | up [GUEST...]', file=sys.stderr)
-    return 2
+    return procs.command_line(argv, {'_watchdog': _watchdog_main, 'selftest': _selftest,
+                                     'up': _up}, 'selftest | up [GUEST...]')
 
 
 if __name__ == '__main__':

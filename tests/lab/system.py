@@ -19,7 +19,6 @@ hook -- is written down in an undo record before it is made, and
 watchdog process runs the same undo if the test process dies without it.
 """
 
-import atexit
 import grp
 import json
 import os
@@ -38,7 +37,8 @@ from xml.sax.saxutils import escape as _xml_escape
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab as labmod  # noqa: E402
-from lab import READY_MARKER, Guest, LabError  # noqa: E402,F401
+import procs  # noqa: E402
+from lab import READY_MARKER, Guest, LabError  # noqa: E402,F401  (re-exported)
 
 __all__ = ['SystemLab', 'LabError', 'READY_MARKER', 'system_daemons_running']
 
@@ -78,7 +78,7 @@ def system_daemons_running():
                 comm = f.read().strip()
         except OSError:
             continue
-        if comm in ('libvirtd', 'virtqemud', 'virtlogd') and labmod._pid_alive(int(name)):
+        if comm in ('libvirtd', 'virtqemud', 'virtlogd') and procs.pid_alive(int(name)):
             found.append(f'{comm} (pid {name})')
     if _connectable(LIBVIRT_SOCKET):
         found.append(f'something listening on {LIBVIRT_SOCKET}')
@@ -94,35 +94,6 @@ def _connectable(path):
         return False
     finally:
         s.close()
-
-
-def _processes_naming(key):
-    """PIDs of live processes (any user: QEMU runs as libvirt-qemu) whose
-    command line names *key*; this process and its ancestors excluded."""
-    skip = labmod._ancestors()
-    found = []
-    for name in os.listdir('/proc'):
-        if not name.isdigit() or int(name) in skip:
-            continue
-        try:
-            with open(f'/proc/{name}/cmdline', 'rb') as f:
-                if key.encode() in f.read() and labmod._pid_alive(int(name)):
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
-
-
-def _stop_pid(pid, grace):
-    if not pid or not labmod._pid_alive(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        if not labmod._wait_pid_gone(pid, grace):
-            os.kill(pid, signal.SIGKILL)
-            labmod._wait_pid_gone(pid, 5)
-    except ProcessLookupError:
-        pass
 
 
 def _remove(path):
@@ -162,9 +133,10 @@ def undo(record):
                 subprocess.run(['virsh', '-c', LIBVIRT_URI, *args], capture_output=True,
                                timeout=60, stdin=subprocess.DEVNULL)
     for name in ('libvirtd', 'virtlogd', 'polkitd', 'dbus-daemon'):
-        _stop_pid(record.get('pids', {}).get(name), _STOP_GRACE)
-    for pid in _processes_naming(workdir.rstrip('/') + '/'):
-        _stop_pid(pid, 2)
+        procs.stop_pid(record.get('pids', {}).get(name), _STOP_GRACE)
+    # any user's: QEMU runs as libvirt-qemu
+    for pid in procs.processes_naming(workdir.rstrip('/') + '/', environ=False):
+        procs.stop_pid(pid, 2)
     if record.get('hook'):
         _undo_hook(record['hook'])
     for path in record.get('made_paths', []) + record.get('made_files', []):
@@ -199,13 +171,12 @@ def _user_exists(name):
 
 
 def _watchdog_main(record_path):
-    """Child process: waits for its stdin to close; unless told 'done', runs
-    the undo record (the lab's process died without stopping it)."""
-    said_done = labmod._wait_for_parent()
-    if not said_done:
+    """The watchdog child: unless the parent said 'done', run the undo record (the
+    lab's process died without stopping it)."""
+    def cleanup():
         with open(record_path) as f:
             undo(json.load(f))
-    return 0
+    return procs.watchdog_main(cleanup)
 
 
 class SystemLab:
@@ -218,9 +189,12 @@ class SystemLab:
     when the hook succeeds).
     """
 
-    # lab.py's disk maker and O_DIRECT probe use no session state.
+    # lab.py's disk and guest makers use no session state.
     make_disk = labmod.Lab.make_disk
     _direct_io_works = staticmethod(labmod.Lab._direct_io_works)
+    running = labmod.Lab.running
+    auto_cache = labmod.Lab.auto_cache
+    console_log = labmod.Lab.console_log
 
     mode = 'system'
 
@@ -310,7 +284,7 @@ class SystemLab:
         self._record['made_paths'] = [p for p in _DAEMON_PATHS if not os.path.lexists(p)]
         self._save_record()
         self._start_watchdog()
-        atexit.register(self.stop)
+        procs.track(self)
         try:
             for d in ('images', 'logs', 'bus', 'bus/services', 'agent'):
                 os.makedirs(self.path(d), exist_ok=True)
@@ -344,10 +318,7 @@ class SystemLab:
         os.replace(tmp, self.path('undo.json'))
 
     def _start_watchdog(self):
-        self._watchdog = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), '_watchdog', self.path('undo.json')],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, cwd='/')
+        self._watchdog = procs.start_watchdog(__file__, self.path('undo.json'))
 
     def _ensure_qemu_user(self):
         self._add_group(QEMU_GROUP)
@@ -355,7 +326,7 @@ class SystemLab:
             self._record['made_users'].append(QEMU_USER)
             self._save_record()
             extra = ['-G', 'kvm'] if _group_exists('kvm') else []
-            labmod._run(['useradd', '--system', '--no-create-home', '--home-dir',
+            procs.run(['useradd', '--system', '--no-create-home', '--home-dir',
                          '/var/lib/libvirt', '--shell', '/usr/sbin/nologin', '-g', QEMU_GROUP,
                          *extra, QEMU_USER])
 
@@ -363,7 +334,7 @@ class SystemLab:
         if not _group_exists(group):
             self._record['made_groups'].append(group)
             self._save_record()
-            labmod._run(['groupadd', '--system', group])
+            procs.run(['groupadd', '--system', group])
 
     def _ensure_test_users(self):
         """lab.users: role -> user name, for calls as someone other than root."""
@@ -374,16 +345,15 @@ class SystemLab:
                 self._record['made_users'].append(user)
                 self._save_record()
                 extra = ['-G', ','.join(groups)] if groups else []
-                labmod._run(['useradd', '--system', '--no-create-home', '--home-dir',
+                procs.run(['useradd', '--system', '--no-create-home', '--home-dir',
                              '/nonexistent', '--shell', '/usr/sbin/nologin', *extra, user])
             self.users[role] = user
 
-    def _spawn(self, name, argv, stdout=None):
-        log = open(self.path('logs', f'{name}.stderr'), 'ab')
-        env = {'PATH': _CLEAN_PATH, 'HOME': os.environ.get('HOME', '/root'), 'LC_ALL': 'C'}
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or log,
-                                stderr=log, env=env, start_new_session=True, cwd=self.workdir)
-        log.close()
+    def _spawn(self, name, argv, stdout=None, env=None, cwd=None):
+        if env is None:
+            env = {'PATH': _CLEAN_PATH, 'HOME': os.environ.get('HOME', '/root'), 'LC_ALL': 'C'}
+        proc = procs.spawn(argv, self.path('logs', f'{name}.stderr'), env=env,
+                           cwd=cwd or self.workdir, stdout=stdout)
         self._procs[name] = proc
         self._record['pids'][name] = proc.pid
         self._save_record()
@@ -395,8 +365,8 @@ class SystemLab:
             proc = self._procs[name]
             if proc.poll() is not None:
                 raise LabError(f'{name} exited ({proc.returncode}): '
-                               + labmod._tail(self.path('logs', f'{name}.stderr'))
-                               + labmod._tail(self.path('logs', f'{name}.log')))
+                               + procs.tail(self.path('logs', f'{name}.stderr'))
+                               + procs.tail(self.path('logs', f'{name}.log')))
             if time.monotonic() > deadline:
                 raise LabError(f'{name}: {path} not ready after {timeout}s')
             time.sleep(0.02)
@@ -408,7 +378,7 @@ class SystemLab:
         virtsnap policy and the machine's system.d policies (polkitd's) added."""
         socket_path = self.path('bus', 'socket')
         if self.install_root is None:
-            return labmod._DBUS_CONF.format(socket=_xml_escape(socket_path),
+            return labmod.DBUS_CONF.format(socket=_xml_escape(socket_path),
                                             services=_xml_escape(self.path('bus', 'services')))
         with open(_SYSTEM_BUS_CONF) as f:
             conf = f.read()
@@ -445,7 +415,7 @@ class SystemLab:
         proc.stdout.close()
         if not line:
             raise LabError('dbus-daemon did not start: '
-                           + labmod._tail(self.path('logs', 'dbus-daemon.stderr')))
+                           + procs.tail(self.path('logs', 'dbus-daemon.stderr')))
         self.bus_address = line
 
     @property
@@ -469,18 +439,12 @@ class SystemLab:
                 os.makedirs(target, exist_ok=True)
                 shutil.copyfile(os.path.join(src, name), dest)
         env = {'PATH': _CLEAN_PATH, 'LC_ALL': 'C', **self.bus_env}
-        log = open(self.path('logs', 'polkitd.stderr'), 'ab')
-        proc = subprocess.Popen([_POLKITD, '--no-debug'], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, env=env, start_new_session=True, cwd='/')
-        log.close()
-        self._procs['polkitd'] = proc
-        self._record['pids']['polkitd'] = proc.pid
-        self._save_record()
+        proc = self._spawn('polkitd', [_POLKITD, '--no-debug'], env=env, cwd='/')
         deadline = time.monotonic() + 20
         while not self.polkit_running:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise LabError('polkitd did not take its name on the lab bus: '
-                               + labmod._tail(self.path('logs', 'polkitd.stderr')))
+                               + procs.tail(self.path('logs', 'polkitd.stderr')))
             time.sleep(0.05)
 
     @property
@@ -494,7 +458,7 @@ class SystemLab:
 
     def stop_polkitd(self):
         """polkitd gone: the agent decides from the caller's uid and groups."""
-        _stop_pid(self._record['pids'].pop('polkitd', None), _STOP_GRACE)
+        procs.stop_pid(self._record['pids'].pop('polkitd', None), _STOP_GRACE)
         self._procs.pop('polkitd', None)
         self._save_record()
 
@@ -531,15 +495,7 @@ class SystemLab:
         self.timings.setdefault('libvirtd_start', []).append(time.monotonic() - t0)
 
     def kill_libvirtd(self, sig=signal.SIGTERM, timeout=15):
-        p = self._procs.get('libvirtd')
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(sig)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+        procs.stop_popen(self._procs.get('libvirtd'), timeout, sig)
 
     def restart_libvirtd(self):
         """Running guests survive (libvirt calls the hook with 'reconnect')."""
@@ -593,7 +549,7 @@ class SystemLab:
         return res.stdout
 
     def virsh_result(self, *args, timeout=120):
-        return labmod._run(['virsh', '-c', LIBVIRT_URI, *args], check=False, timeout=timeout,
+        return procs.run(['virsh', '-c', LIBVIRT_URI, *args], check=False, timeout=timeout,
                            env=self.env)
 
     def domains(self):
@@ -608,6 +564,13 @@ class SystemLab:
         self._record['guests'].append(name)
         self._save_record()
         return labmod.Lab.make_guest(self, name, **kw)
+
+    def add_guest(self, name, disks, xml, agent=True, define=True):
+        """lab.py's Lab.add_guest, the guest recorded for undo."""
+        if name not in self._record['guests']:
+            self._record['guests'].append(name)
+            self._save_record()
+        return labmod.Lab.add_guest(self, name, disks, xml, agent, define)
 
     # -- stop --------------------------------------------------------------------
     def stop(self):
@@ -624,13 +587,8 @@ class SystemLab:
                     p.kill()
                 p.wait(5)
         finally:
-            if self._watchdog:
-                try:
-                    self._watchdog.stdin.write(b'done')
-                    self._watchdog.stdin.close()
-                    self._watchdog.wait(5)
-                except (OSError, subprocess.TimeoutExpired):
-                    self._watchdog.kill()
+            procs.stop_watchdog(self._watchdog)
+            procs.untrack(self)
             if self.keep:
                 print(f'system lab: kept {self.workdir} (VIRTSNAP_LAB_KEEP=1)', file=sys.stderr)
             self.timings['stop'] = time.monotonic() - t0
@@ -658,12 +616,8 @@ def _selftest():
 
 
 def main(argv):
-    if len(argv) >= 3 and argv[1] == '_watchdog':
-        return _watchdog_main(argv[2])
-    if len(argv) >= 2 and argv[1] == 'selftest':
-        return _selftest()
-    print(f'usage: {argv[0]} selftest', file=sys.stderr)
-    return 2
+    return procs.command_line(argv, {'_watchdog': _watchdog_main, 'selftest': _selftest},
+                              'selftest')
 
 
 if __name__ == '__main__':

@@ -327,8 +327,8 @@ class SystemLab:
             self._save_record()
             extra = ['-G', 'kvm'] if _group_exists('kvm') else []
             procs.run(['useradd', '--system', '--no-create-home', '--home-dir',
-                         '/var/lib/libvirt', '--shell', '/usr/sbin/nologin', '-g', QEMU_GROUP,
-                         *extra, QEMU_USER])
+                       '/var/lib/libvirt', '--shell', '/usr/sbin/nologin', '-g', QEMU_GROUP,
+                       *extra, QEMU_USER])
 
     def _add_group(self, group):
         if not _group_exists(group):
@@ -346,7 +346,7 @@ class SystemLab:
                 self._save_record()
                 extra = ['-G', ','.join(groups)] if groups else []
                 procs.run(['useradd', '--system', '--no-create-home', '--home-dir',
-                             '/nonexistent', '--shell', '/usr/sbin/nologin', *extra, user])
+                           '/nonexistent', '--shell', '/usr/sbin/nologin', *extra, user])
             self.users[role] = user
 
     def _spawn(self, name, argv, stdout=None, env=None, cwd=None):

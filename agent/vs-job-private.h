@@ -90,6 +90,11 @@ struct _VsJob {
     char *fsid;
 };
 
+/* A queued job with its Job1 object and nothing of any method yet: the constructors of
+ * every kind of job (snapshot, recovery, clone, revert, verify) start here. */
+VsJob *vs_job_new_common(guint id, const VsConfig *config, VsLibvirt *libvirt, const char *domain,
+                         const char *uuid);
+
 VsJobDisk *vs_job_find_disk(VsJob *job, const char *target);
 VsJobDisk *vs_job_disk(VsJob *job, guint i);
 

@@ -441,9 +441,9 @@ vs_job_class_init(VsJobClass *klass)
                                             0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
-static VsJob *
-job_new_common(guint id, const VsConfig *config, VsLibvirt *libvirt, const char *domain,
-               const char *uuid)
+VsJob *
+vs_job_new_common(guint id, const VsConfig *config, VsLibvirt *libvirt, const char *domain,
+                  const char *uuid)
 {
     VsJob *self = g_object_new(VS_TYPE_JOB, NULL);
 
@@ -480,7 +480,7 @@ VsJob *
 vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
            VsSnapshotOptions *opts, gint64 requested_ms)
 {
-    VsJob *self = job_new_common(id, config, libvirt, plan->name, plan->uuid);
+    VsJob *self = vs_job_new_common(id, config, libvirt, plan->name, plan->uuid);
 
     self->plan = plan;
     self->t_requested = requested_ms;
@@ -544,7 +544,7 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
 VsJob *
 vs_job_new_recovery(guint id, const VsConfig *config, VsLibvirt *libvirt, VsJournalEntry *entry)
 {
-    VsJob *self = job_new_common(id, config, libvirt, entry->domain, entry->uuid);
+    VsJob *self = vs_job_new_common(id, config, libvirt, entry->domain, entry->uuid);
 
     g_autofree char *expected = vs_catalog_partial_dir(config->snapshot_dir, entry->snapshot_id);
 

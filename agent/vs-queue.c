@@ -154,6 +154,19 @@ vs_queue_add_snapshot(VsQueue *self, VsPlan *plan, VsSnapshotOptions *opts, gint
     return job;
 }
 
+guint
+vs_queue_take_id(VsQueue *self)
+{
+    return ++self->next_job_id;
+}
+
+VsJob *
+vs_queue_add(VsQueue *self, VsJob *job)
+{
+    add_job(self, job);
+    return job;
+}
+
 void
 vs_queue_recover(VsQueue *self)
 {

@@ -30,6 +30,11 @@ VsJob *vs_queue_add_snapshot(VsQueue *self, VsPlan *plan, VsSnapshotOptions *opt
 /* Starts queued jobs while there is room, and forgets the oldest ended ones. */
 void vs_queue_schedule(VsQueue *self);
 
+/* For jobs of other kinds (clone, revert, verify): the number the next job gets, and
+ * adding a job made with it (taken; queued and exported like a snapshot job). */
+guint vs_queue_take_id(VsQueue *self);
+VsJob *vs_queue_add(VsQueue *self, VsJob *job);
+
 /* Jobs an earlier agent left unfinished (the journal in state_dir): repaired first, once
  * per agent run; later calls do nothing. */
 void vs_queue_recover(VsQueue *self);

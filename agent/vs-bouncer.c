@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Every method of org.virtsnap.Agent1 and org.virtsnap.Job1; one missing is denied
+/* Every method of org.virtsnap.Agent1, .Job1 and .Export1; one missing is denied
  * (and fails the unit test that walks the introspection data). */
 static const VsAuthRule rules[] = {
     {VS_AGENT_INTERFACE, "ListDomains", VS_AUTH_READ, NULL},
@@ -25,6 +25,10 @@ static const VsAuthRule rules[] = {
     {VS_AGENT_INTERFACE, "ClearPolicy", VS_AUTH_POLKIT, VS_ACTION_POLICY_SET},
     {VS_AGENT_INTERFACE, "HookEvent", VS_AUTH_ROOT, NULL},
     {VS_JOB_INTERFACE, "Cancel", VS_AUTH_POLKIT, VS_ACTION_JOB_CANCEL},
+    /* browse; Remove() also checks that the caller owns the export (vs-export.c) */
+    {VS_AGENT_INTERFACE, "ExportSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
+    {VS_AGENT_INTERFACE, "ListExports", VS_AUTH_READ, NULL},
+    {VS_EXPORT_INTERFACE, "Remove", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
 };
 
 #define POLKIT_NAME                   "org.freedesktop.PolicyKit1"

@@ -9,7 +9,8 @@
 #define GROUP "agent"
 
 static const char *const known_keys[] = {
-    "uri", "snapshot_dir", "state_dir", "max_jobs", "freeze_limit_ms", "agent_timeout_s", NULL,
+    "uri",         "snapshot_dir", "state_dir", "max_jobs", "freeze_limit_ms", "agent_timeout_s",
+    "runtime_dir", NULL,
 };
 static const char *const known_rbd_keys[] = {
     "ceph_conf", "client_id", "keyring", "connect_timeout_s", "dest_pool", "flatten", NULL,
@@ -23,6 +24,7 @@ vs_config_new_default(void)
     config->uri = g_strdup("qemu:///system");
     config->snapshot_dir = g_strdup(VS_DEFAULT_SNAPSHOT_DIR);
     config->state_dir = g_strdup(VS_DEFAULT_STATE_DIR);
+    config->runtime_dir = g_strdup(VS_DEFAULT_RUNTIME_DIR);
     config->max_jobs = 2;
     config->freeze_limit_ms = 10000;
     config->agent_timeout_s = 5;
@@ -40,6 +42,7 @@ vs_config_copy(const VsConfig *config)
     copy->uri = g_strdup(config->uri);
     copy->snapshot_dir = g_strdup(config->snapshot_dir);
     copy->state_dir = g_strdup(config->state_dir);
+    copy->runtime_dir = g_strdup(config->runtime_dir);
     copy->rbd.ceph_conf = g_strdup(config->rbd.ceph_conf);
     copy->rbd.client_id = g_strdup(config->rbd.client_id);
     copy->rbd.keyring = g_strdup(config->rbd.keyring);
@@ -55,6 +58,7 @@ vs_config_free(VsConfig *config)
     g_free(config->uri);
     g_free(config->snapshot_dir);
     g_free(config->state_dir);
+    g_free(config->runtime_dir);
     g_free(config->rbd.ceph_conf);
     g_free(config->rbd.client_id);
     g_free(config->rbd.keyring);
@@ -153,6 +157,7 @@ config_from_keyfile(GKeyFile *kf, GPtrArray *warnings, GError **error)
     if (!take_string(kf, GROUP, "uri", &config->uri, FALSE, error) ||
         !take_string(kf, GROUP, "snapshot_dir", &config->snapshot_dir, TRUE, error) ||
         !take_string(kf, GROUP, "state_dir", &config->state_dir, TRUE, error) ||
+        !take_string(kf, GROUP, "runtime_dir", &config->runtime_dir, TRUE, error) ||
         !take_uint(kf, GROUP, "max_jobs", 1, 64, &config->max_jobs, error) ||
         !take_uint(kf, GROUP, "freeze_limit_ms", 100, 600000, &config->freeze_limit_ms, error) ||
         !take_uint(kf, GROUP, "agent_timeout_s", 1, 600, &config->agent_timeout_s, error) ||

@@ -12,6 +12,7 @@ typedef struct {
     char *uri;             /* libvirt URI */
     char *snapshot_dir;    /* finished snapshots (and deltas while a job runs) */
     char *state_dir;       /* the journal */
+    char *runtime_dir;     /* sockets callers reach (exports' NBD sockets), 0711 */
     guint max_jobs;        /* jobs running at once, 1..64 */
     guint freeze_limit_ms; /* longest a guest may stay frozen before we thaw anyway */
     guint agent_timeout_s; /* guest-agent call timeout (freeze, thaw, ping) */

@@ -7,6 +7,7 @@
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
 #include "vs-catalog.h"
+#include "vs-export.h"
 #include "vs-hooks.h"
 #include "vs-inventory.h"
 #include "vs-job.h"
@@ -33,6 +34,7 @@ struct _VsManager {
     GHashTable *hook_counts; /* operation -> count */
     VsScheduler *scheduler;
     VsBouncer *bouncer; /* every method call passes it first */
+    VsExports *exports; /* browse: snapshot disks served over NBD */
 };
 
 G_DEFINE_TYPE(VsManager, vs_manager, G_TYPE_OBJECT)
@@ -424,7 +426,13 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
 {
     g_autoptr(GTask) task = NULL;
     VsJob *job = vs_queue_find_making(self->queue, id);
+    const char *export = vs_exports_find_snapshot(self->exports, id);
 
+    if (export) {
+        g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
+                                              "snapshot %s is exported as %s", id, export);
+        return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
     if (job) {
         g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
                                               "snapshot %s is still being made by %s", id,
@@ -455,6 +463,25 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
         vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, domain, "hook: refused %s of %s: %s", operation,
                    domain, message);
     vs_dbus_agent1_complete_hook_event(skeleton, invocation, allow, message);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+/* ---- browse: exports ------------------------------------------------------------------ */
+
+static gboolean
+handle_export_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *id,
+                       GVariant *options, VsManager *self)
+{
+    vs_exports_handle_export(self->exports, invocation, id, options);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_list_exports(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, VsManager *self)
+{
+    g_autofree const char **paths = vs_exports_list_paths(self->exports);
+
+    vs_dbus_agent1_complete_list_exports(skeleton, invocation, paths);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -526,6 +553,7 @@ vs_manager_dispose(GObject *object)
     g_clear_object(&self->queue);
     g_clear_pointer(&self->hook_counts, g_hash_table_unref);
     g_clear_object(&self->scheduler);
+    g_clear_object(&self->exports);
     g_clear_object(&self->bouncer);
     G_OBJECT_CLASS(vs_manager_parent_class)->dispose(object);
 }
@@ -588,6 +616,10 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     vs_dbus_agent1_set_hook_counts(self->skeleton, g_variant_new("a{su}", NULL));
     g_signal_connect(self->skeleton, "handle-delete-snapshot", G_CALLBACK(handle_delete_snapshot),
                      self);
+    self->exports = vs_exports_new(config, self->object_manager, self->bouncer);
+    g_signal_connect(self->skeleton, "handle-export-snapshot", G_CALLBACK(handle_export_snapshot),
+                     self);
+    g_signal_connect(self->skeleton, "handle-list-exports", G_CALLBACK(handle_list_exports), self);
     g_signal_connect(libvirt, "domain-event", G_CALLBACK(on_domain_event), self);
     g_signal_connect(libvirt, "notify::connected", G_CALLBACK(on_connected_changed), self);
     return self;

@@ -12,6 +12,11 @@
 #define VS_JOB_PATH_PREFIX   VS_AGENT_PATH "/job/"
 #define VS_ERROR_NAME_PREFIX "org.virtsnap.Error."
 
+/* Browse: exports of snapshot disks over NBD (ExportSnapshot) */
+#define VS_EXPORT_INTERFACE   "org.virtsnap.Export1"
+#define VS_EXPORT_PATH_PREFIX VS_AGENT_PATH "/export/"
+#define VS_OPT_DISK           "disk" /* s: ExportSnapshot: the disk target to serve */
+
 /* CreateSnapshot options (a{sv}) */
 #define VS_OPT_METHOD          "method"   /* s: auto|live|cold|rbd */
 #define VS_OPT_DISKS           "disks"    /* as: disk targets (vda ...) */
@@ -60,6 +65,7 @@
 #define VS_ACTION_SNAPSHOT_DELETE "org.virtsnap.snapshot.delete"
 #define VS_ACTION_POLICY_SET      "org.virtsnap.policy.set"
 #define VS_ACTION_JOB_CANCEL      "org.virtsnap.job.cancel"
+#define VS_ACTION_SNAPSHOT_EXPORT "org.virtsnap.snapshot.export"
 /* Who may change things when polkitd is not there (and in the shipped rule): root and
  * this group, like libvirt's own policy. */
 #define VS_ADMIN_GROUP "libvirt"

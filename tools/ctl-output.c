@@ -457,3 +457,44 @@ ctl_print_policy(GVariant *settings, const char *problem, gboolean json)
     while (g_variant_iter_next(&iter, "{&s&s}", &key, &value))
         g_print("%s=%s\n", key, value);
 }
+
+/* ---- browse ------------------------------------------------------------------------------ */
+
+void
+ctl_print_exports(GVariant *list, gboolean json)
+{
+    g_autoptr(GVariant) owned = g_variant_ref_sink(list);
+
+    if (json) {
+        ctl_print_json(g_variant_ref(owned));
+        return;
+    }
+    g_print("%-4s %-24s %-6s %-6s %s\n", "ID", "SNAPSHOT", "DISK", "OWNER", "URI");
+    for (gsize i = 0; i < g_variant_n_children(owned); i++) {
+        g_autoptr(GVariant) e = g_variant_get_child_value(owned, i);
+        guint32 id = 0, owner = 0;
+
+        g_variant_lookup(e, "id", "u", &id);
+        g_variant_lookup(e, "owner", "u", &owner);
+        g_print("%-4u %-24s %-6s %-6u %s\n", id, dict_str(e, "snapshot-id"), dict_str(e, "disk"),
+                owner, dict_str(e, "uri"));
+    }
+}
+
+void
+ctl_print_mounted(const char *id, const char *disk, const char *dir, const char *export,
+                  gboolean json)
+{
+    GVariantBuilder b;
+
+    if (!json) {
+        g_print("mounted snapshot %s disk %s read-only at %s (%s)\n", id, disk, dir, export);
+        return;
+    }
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&b, "{sv}", "snapshot-id", g_variant_new_string(id));
+    g_variant_builder_add(&b, "{sv}", "disk", g_variant_new_string(disk));
+    g_variant_builder_add(&b, "{sv}", "dir", g_variant_new_string(dir));
+    g_variant_builder_add(&b, "{sv}", "export", g_variant_new_string(export));
+    ctl_print_json(g_variant_builder_end(&b));
+}

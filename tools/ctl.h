@@ -52,6 +52,9 @@ int ctl_cancel(Ctl *ctl, const Invocation *inv);
 int ctl_snapshots(Ctl *ctl, const Invocation *inv); /* ctl-catalog.c */
 int ctl_delete(Ctl *ctl, const Invocation *inv);
 int ctl_policy(Ctl *ctl, const Invocation *inv); /* ctl-policy.c */
+int ctl_mount(Ctl *ctl, const Invocation *inv);  /* ctl-browse.c */
+int ctl_umount(Ctl *ctl, const Invocation *inv);
+int ctl_exports(Ctl *ctl, const Invocation *inv);
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */
 gboolean ctl_proxy_load(GDBusProxy *proxy, GError **error);
@@ -80,5 +83,8 @@ void ctl_print_jobs_row(VsDbusJob1 *job);
 void ctl_print_progress(VsDbusJob1 *job);
 void ctl_print_snapshots(GVariant *list, gboolean ids_only, gboolean json);
 void ctl_print_policy(GVariant *settings, const char *problem, gboolean json);
+void ctl_print_exports(GVariant *list, gboolean json);
+void ctl_print_mounted(const char *id, const char *disk, const char *dir, const char *export,
+                       gboolean json);
 
 G_END_DECLS

@@ -116,6 +116,11 @@ static const CtlOption snapshot_options[] = {
     {NULL},
 };
 
+static const CtlOption mount_options[] = {
+    {"disk", 'd', OPT_VALUE, "TARGET", "Mount this disk of the snapshot (default: its first)"},
+    {NULL},
+};
+
 typedef struct _Command {
     const char *name;
     const char *synopsis; /* the arguments, for "Usage:" */
@@ -155,6 +160,16 @@ static const Command commands[] = {
      "quiesce=off|try|require, method=auto|live|cold|rbd, format=qcow2|raw. "
      "set changes only the keys given; KEY= or KEY=none clears one.",
      2, ANY_NUMBER, no_options, ctl_policy},
+    /* browse */
+    {"mount", "ID DIR", "Show a snapshot's file system read-only in the empty directory DIR",
+     "The agent serves the disk over NBD (ExportSnapshot) to you alone; the file system "
+     "(ext2/3/4 on the whole disk) is mounted with FUSE as you, no root needed, and stays "
+     "until 'virtsnapctl umount DIR'. The snapshot cannot be deleted meanwhile.",
+     2, 2, mount_options, ctl_mount},
+    {"umount", "DIR", "Unmount a snapshot mounted at DIR and end its export", NULL, 1, 1,
+     no_options, ctl_umount},
+    {"exports", "", "List snapshot disks the agent serves over NBD (mounts among them)", NULL, 0, 0,
+     no_options, ctl_exports},
     {"help", "[COMMAND]", "Show the help of virtsnapctl or of COMMAND", NULL, 0, 1, no_options,
      NULL},
 };

@@ -42,17 +42,21 @@ test_table_complete(void)
 {
     GDBusInterfaceInfo *agent = vs_dbus_agent1_interface_info();
     GDBusInterfaceInfo *job = vs_dbus_job1_interface_info();
+    GDBusInterfaceInfo *export = vs_dbus_export1_interface_info();
     gsize n = 0;
     const VsAuthRule *rules = vs_bouncer_get_rules(&n);
 
     g_assert_cmpstr(agent->name, ==, VS_AGENT_INTERFACE);
     g_assert_cmpstr(job->name, ==, VS_JOB_INTERFACE);
+    g_assert_cmpstr(export->name, ==, VS_EXPORT_INTERFACE);
     check_interface_complete(agent);
     check_interface_complete(job);
+    check_interface_complete(export);
     /* ... and nothing in the table that the interfaces do not have. */
     for (gsize i = 0; i < n; i++) {
-        GDBusInterfaceInfo *info =
-            g_str_equal(rules[i].interface, VS_AGENT_INTERFACE) ? agent : job;
+        GDBusInterfaceInfo *info = g_str_equal(rules[i].interface, VS_AGENT_INTERFACE)    ? agent
+                                   : g_str_equal(rules[i].interface, VS_EXPORT_INTERFACE) ? export
+                                                                                          : job;
 
         g_assert_true(g_str_equal(rules[i].interface, info->name));
         g_assert_true(interface_has_method(info, rules[i].method));
@@ -75,6 +79,9 @@ test_table_rules(void)
         {VS_AGENT_INTERFACE, "ClearPolicy", VS_AUTH_POLKIT, VS_ACTION_POLICY_SET},
         {VS_AGENT_INTERFACE, "HookEvent", VS_AUTH_ROOT, NULL},
         {VS_JOB_INTERFACE, "Cancel", VS_AUTH_POLKIT, VS_ACTION_JOB_CANCEL},
+        {VS_AGENT_INTERFACE, "ExportSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
+        {VS_AGENT_INTERFACE, "ListExports", VS_AUTH_READ, NULL},
+        {VS_EXPORT_INTERFACE, "Remove", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
     };
 
     for (gsize i = 0; i < G_N_ELEMENTS(expected); i++) {

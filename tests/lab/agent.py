@@ -101,8 +101,10 @@ class Agent:
         self.config = os.path.join(self.dir, 'virtsnapd.conf')
         self.log = os.path.join(self.dir, 'virtsnapd.log')
         os.makedirs(self.dir, exist_ok=True)
+        # Exports' NBD sockets: a runtime dir of its own, short enough for a socket path.
+        self.runtime_dir = os.path.join(self.dir, 'run')
         with open(self.config, 'w') as f:
-            f.write('[agent]\n' + config)
+            f.write(f'[agent]\nruntime_dir = {self.runtime_dir}\n' + config)
         self.proc = None
         self.bus = Gio.DBusConnection.new_for_address_sync(
             lab.bus_address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |

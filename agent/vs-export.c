@@ -192,9 +192,11 @@ typedef struct {
     char *disk; /* asked for; NULL: the first */
     guint32 uid;
     char *snapshot_dir;
+    char *ceph_conf; /* [rbd], for snapshots that name no cluster */
+    char *ceph_user;
     /* found by the worker */
     char *target;
-    char *image;
+    char *image; /* a path, or a json: file name (rbd) */
     char *format;
     Export *export;
     guint waited_ms;
@@ -208,6 +210,8 @@ request_free(Request *r)
     g_free(r->id);
     g_free(r->disk);
     g_free(r->snapshot_dir);
+    g_free(r->ceph_conf);
+    g_free(r->ceph_user);
     g_free(r->target);
     g_free(r->image);
     g_free(r->format);
@@ -256,8 +260,54 @@ parse_options(GVariant *options, char **disk, GError **error)
     return TRUE;
 }
 
+static void
+add_member(JsonBuilder *b, const char *key, const char *value)
+{
+    json_builder_set_member_name(b, key);
+    json_builder_add_string_value(b, value);
+}
+
+/* An RBD snapshot is the clone's protected snapshot "snap" in the cluster: QEMU's rbd
+ * driver reads it (qemu-nbd takes a json: file name, so no value needs escaping). The
+ * cluster is the one the snapshot names (its config file, else ours). */
+static gboolean
+rbd_source(Request *r, JsonObject *rbd, GError **error)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autofree char *text = NULL;
+    const char *pool = json_object_get_string_member_with_default(rbd, "pool", "");
+    const char *ns = json_object_get_string_member_with_default(rbd, "namespace", "");
+    const char *image = json_object_get_string_member_with_default(rbd, "image", "");
+    const char *snap = json_object_get_string_member_with_default(rbd, "snap", "snap");
+    const char *conf = json_object_get_string_member_with_default(rbd, "conf", "");
+    const char *user = json_object_get_string_member_with_default(rbd, "user", "");
+
+    if (!*pool || !*image) {
+        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                    "snapshot %s: disk %s has no RBD image in its metadata", r->id, r->target);
+        return FALSE;
+    }
+    json_builder_begin_object(b);
+    add_member(b, "driver", "rbd");
+    add_member(b, "pool", pool);
+    if (*ns)
+        add_member(b, "namespace", ns);
+    add_member(b, "image", image);
+    add_member(b, "snapshot", *snap ? snap : "snap");
+    add_member(b, "conf", *conf ? conf : r->ceph_conf);
+    add_member(b, "user", *user ? user : r->ceph_user);
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    text = json_to_string(root, FALSE);
+    r->image = g_strconcat("json:", text, NULL);
+    r->format = g_strdup("raw");
+    return TRUE;
+}
+
 /* The disk's image, always rebuilt as <snapshot_dir>/<id>/<basename>: whatever a
- * metadata.json says, we serve only files of the snapshot's own folder. */
+ * metadata.json says, we serve only files of the snapshot's own folder (or, for RBD, the
+ * snapshot's clone in the cluster). */
 static gboolean
 find_disk(Request *r, GError **error)
 {
@@ -288,12 +338,9 @@ find_disk(Request *r, GError **error)
         if (!d || (r->disk && !g_str_equal(target, r->disk)))
             continue;
         r->target = g_strdup(target);
-        if (json_object_has_member(d, "rbd")) {
-            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "disk %s of snapshot %s is an RBD image: exports serve file images only",
-                        target, r->id);
-            return FALSE;
-        }
+        if (json_object_has_member(d, "rbd") &&
+            JSON_NODE_HOLDS_OBJECT(json_object_get_member(d, "rbd")))
+            return rbd_source(r, json_object_get_object_member(d, "rbd"), error);
         base = g_path_get_basename(json_object_get_string_member_with_default(d, "image", ""));
         format = json_object_get_string_member_with_default(d, "format", "");
         if (!vs_name_is_valid(base) ||
@@ -583,6 +630,8 @@ vs_exports_handle_export(VsExports *self, GDBusMethodInvocation *invocation, con
     r->id = g_strdup(id);
     r->disk = g_steal_pointer(&disk);
     r->snapshot_dir = g_strdup(self->config->snapshot_dir);
+    r->ceph_conf = g_strdup(self->config->rbd.ceph_conf);
+    r->ceph_user = g_strdup(self->config->rbd.client_id);
     ask_caller_uid(invocation, caller_uid_done, r);
 }
 

@@ -12,8 +12,8 @@
  *   (b) root only: losetup -r on the same FUSE file + mount -o ro,noload: 20 ms; any file
  *       system the kernel knows and partitions (-P), but root only, and the kernel parses
  *       guest-controlled metadata.
- *   (c) guestmount (libguestfs appliance under TCG): seconds, not milliseconds (see
- *       /work/briefs/readme-browse.md for the figure) and a whole VM per mount.
+ *   (c) guestmount --ro (libguestfs appliance, TCG here: KVM does not work on these hosts):
+ *       20.3 s (28.1 s the first time, building the appliance), and a whole VM per mount.
  *   The kernel's nbd module is not available on these hosts (no /dev/nbd*).
  * So (a), for root and members of group libvirt alike: one path, nothing privileged, the
  * guest's file system parsed in user space by the caller's own processes. ext2/3/4 on the

@@ -19,6 +19,7 @@ from gi.repository import GLib
 
 from conftest import SYSTEM
 import lab as labmod
+from test_rbd import ceph, clone_of, ragent, rbdguest  # noqa: F401  (fixtures)
 
 EXPORT_IFACE = 'org.virtsnap.Export1'
 NO_SUCH_ID = '20000101T000000Z-000000'
@@ -281,6 +282,32 @@ def test_mount_bad_input(lab, agent, writer, caller):
     nothing_exported(agent)
     res = caller.ctl('umount', empty)
     assert res.returncode == 4 and 'not a snapshot mounted' in res.stderr, res
+
+
+def test_export_of_an_rbd_snapshot(lab, ceph, ragent, rbdguest):  # noqa: F811
+    props = ragent.snapshot('rbdguest')
+    assert props['State'] == 'succeeded', props['Error']
+    snap_id = props['Result']['snapshot-id']
+    _, pool, name = clone_of(props)
+    path = export(ragent, snap_id)
+    uri = export_props(ragent, path)['Uri']
+    served, ref = lab.path('rbd-served.raw'), lab.path('rbd-ref.raw')
+    try:
+        run(['qemu-img', 'convert', '-f', 'raw', '-O', 'raw', uri, served])
+        ceph.export(pool, f'{name}@snap', ref)
+        assert filecmp.cmp(served, ref, shallow=False)
+        assert labmod.records_contiguous(labmod.read_records(served))
+        # In use: the snapshot (and its clone in the cluster) cannot go.
+        err, msg = ragent.call_error('DeleteSnapshot', GLib.Variant('(s)', (snap_id,)))
+        assert err == 'org.virtsnap.Error.Busy' and path in msg, (err, msg)
+    finally:
+        for f in (served, ref):
+            if os.path.exists(f):
+                os.unlink(f)
+    ragent.call('Remove', iface=EXPORT_IFACE, path=path)
+    nothing_exported(ragent)
+    ragent.call('DeleteSnapshot', GLib.Variant('(s)', (snap_id,)))
+    assert not ceph.image_exists(f'{pool}/{name}')
 
 
 @pytest.mark.system_only

@@ -134,6 +134,7 @@ expected=(
     /usr/share/dbus-1/system-services/org.virtsnap.Agent1.service
     /usr/share/dbus-1/interfaces/org.virtsnap.Agent1.xml
     /usr/share/dbus-1/interfaces/org.virtsnap.Job1.xml
+    /usr/share/dbus-1/interfaces/org.virtsnap.Export1.xml
     /usr/share/polkit-1/actions/org.virtsnap.policy
     /usr/share/polkit-1/rules.d/60-virtsnap.rules
     /etc/virtsnap/virtsnapd.conf

@@ -36,6 +36,7 @@ typedef struct {
     char *disk;
     char *socket;
     char *record;
+    char *pidfile; /* qemu-nbd writes it once it serves */
     guint32 owner;
     gint64 created;
     GSubprocess *server;
@@ -71,6 +72,7 @@ export_free(Export *e)
     g_free(e->disk);
     g_free(e->socket);
     g_free(e->record);
+    g_free(e->pidfile);
     g_clear_object(&e->server);
     g_clear_object(&e->cancellable);
     g_clear_object(&e->iface);
@@ -94,6 +96,7 @@ export_stop(VsExports *self, Export *e)
         g_warning("export %u: cannot remove %s: %s", e->id, e->socket, g_strerror(errno));
     if (g_unlink(e->record) < 0 && errno != ENOENT)
         g_warning("export %u: cannot remove %s: %s", e->id, e->record, g_strerror(errno));
+    g_unlink(e->pidfile);
     g_rmdir(dir); /* fails while other records are there: fine */
 }
 
@@ -179,6 +182,8 @@ exports_recover(VsExports *self)
 
         if (g_str_has_suffix(name, ".json"))
             recover_record(self, record);
+        else if (g_str_has_suffix(name, ".pid"))
+            g_unlink(record);
     }
     g_rmdir(dir);
 }
@@ -196,8 +201,8 @@ typedef struct {
     char *ceph_user;
     /* found by the worker */
     char *target;
-    char *image; /* a path, or a json: file name (rbd) */
-    char *format;
+    char *image;  /* a path, or a json: file name (rbd) */
+    char *format; /* NULL: in the json: file name */
     Export *export;
     guint waited_ms;
 } Request;
@@ -288,6 +293,10 @@ rbd_source(Request *r, JsonObject *rbd, GError **error)
                     "snapshot %s: disk %s has no RBD image in its metadata", r->id, r->target);
         return FALSE;
     }
+    /* raw over rbd, in the file name: qemu-nbd refuses --format next to a json: driver. */
+    json_builder_begin_object(b);
+    add_member(b, "driver", "raw");
+    json_builder_set_member_name(b, "file");
     json_builder_begin_object(b);
     add_member(b, "driver", "rbd");
     add_member(b, "pool", pool);
@@ -298,10 +307,10 @@ rbd_source(Request *r, JsonObject *rbd, GError **error)
     add_member(b, "conf", *conf ? conf : r->ceph_conf);
     add_member(b, "user", *user ? user : r->ceph_user);
     json_builder_end_object(b);
+    json_builder_end_object(b);
     root = json_builder_get_root(b);
     text = json_to_string(root, FALSE);
     r->image = g_strconcat("json:", text, NULL);
-    r->format = g_strdup("raw");
     return TRUE;
 }
 
@@ -393,7 +402,6 @@ write_record(Export *e, GError **error)
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonNode) root = NULL;
     g_autofree char *text = NULL;
-    g_autofree char *dir = g_path_get_dirname(e->record);
 
     json_builder_begin_object(b);
     vs_json_add_int(b, "id", e->id);
@@ -407,8 +415,6 @@ write_record(Export *e, GError **error)
     json_builder_end_object(b);
     root = json_builder_get_root(b);
     text = json_to_string(root, TRUE);
-    if (g_mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return vs_set_errno_error(error, errno, "cannot create %s", dir);
     return vs_write_file_atomic(e->record, text, -1, 0600, error);
 }
 
@@ -454,8 +460,7 @@ start_server(Request *r, GError **error)
     g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
     g_autofree char *records = exports_dir(self);
     g_autofree char *name = NULL;
-    g_autofree char *format_arg = NULL;
-    g_autofree char *socket_arg = NULL;
+    g_autoptr(GPtrArray) argv = NULL;
     Export *e;
 
     if (!ensure_runtime_dir(self->config->runtime_dir, error))
@@ -471,6 +476,9 @@ start_server(Request *r, GError **error)
     g_free(name);
     name = g_strdup_printf("%u.json", e->id);
     e->record = g_build_filename(records, name, NULL);
+    g_free(name);
+    name = g_strdup_printf("%u.pid", e->id);
+    e->pidfile = g_build_filename(records, name, NULL);
     e->owner = r->uid;
     e->created = g_get_real_time();
     e->cancellable = g_cancellable_new();
@@ -480,19 +488,31 @@ start_server(Request *r, GError **error)
                     e->socket);
         return FALSE;
     }
+    if (g_mkdir(records, 0700) < 0 && errno != EEXIST)
+        return vs_set_errno_error(error, errno, "cannot create %s", records);
     g_unlink(e->socket); /* a stale one from a crash before a record was written */
+    g_unlink(e->pidfile);
 
-    format_arg = g_strdup_printf("--format=%s", r->format);
-    socket_arg = g_strdup_printf("--socket=%s", e->socket);
-    g_subprocess_launcher_set_child_setup(launcher, die_with_agent, GINT_TO_POINTER(getpid()),
-                                          NULL);
     /* --shared=0: any number of clients (a mount and a reader at once); --persistent:
      * served until we stop it, not until the first client leaves. */
-    e->server =
-        g_subprocess_launcher_spawn(launcher, error, VS_QEMU_NBD, "--read-only", "--persistent",
-                                    "--shared=0", format_arg, socket_arg, r->image, NULL);
-    if (!e->server)
+    argv = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(argv, g_strdup(VS_QEMU_NBD));
+    g_ptr_array_add(argv, g_strdup("--read-only"));
+    g_ptr_array_add(argv, g_strdup("--persistent"));
+    g_ptr_array_add(argv, g_strdup("--shared=0"));
+    if (r->format)
+        g_ptr_array_add(argv, g_strdup_printf("--format=%s", r->format));
+    g_ptr_array_add(argv, g_strdup_printf("--socket=%s", e->socket));
+    g_ptr_array_add(argv, g_strdup_printf("--pid-file=%s", e->pidfile));
+    g_ptr_array_add(argv, g_strdup(r->image));
+    g_ptr_array_add(argv, NULL);
+    g_subprocess_launcher_set_child_setup(launcher, die_with_agent, GINT_TO_POINTER(getpid()),
+                                          NULL);
+    e->server = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv->pdata, error);
+    if (!e->server) {
+        export_stop(self, e);
         return FALSE;
+    }
     g_subprocess_wait_async(e->server, e->cancellable, on_server_exited, e);
     if (!write_record(e, error)) {
         export_stop(self, e);
@@ -531,8 +551,9 @@ publish(Request *r)
     request_free(r);
 }
 
-/* The socket is qemu-nbd's (root's, 0600 under our umask) once it listens; then it is
- * handed to the caller. Until then, only root could have connected. */
+/* qemu-nbd listens before it opens the image (and leaves the socket behind when that
+ * fails): it serves once it has written its pid file. The socket is root's (0600 under our
+ * umask) until we hand it to the caller. */
 static gboolean
 wait_socket(gpointer data)
 {
@@ -541,7 +562,8 @@ wait_socket(gpointer data)
     g_autoptr(GError) error = NULL;
     struct stat st;
 
-    if (lstat(e->socket, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    if (g_file_test(e->pidfile, G_FILE_TEST_EXISTS) && lstat(e->socket, &st) == 0 &&
+        S_ISSOCK(st.st_mode)) {
         if ((e->owner != geteuid() && lchown(e->socket, e->owner, (gid_t)-1) < 0) ||
             chmod(e->socket, 0600) < 0) {
             vs_set_errno_error(&error, errno, "cannot give %s to uid %u", e->socket, e->owner);

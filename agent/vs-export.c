@@ -10,6 +10,7 @@
 #include "vs-catalog.h"
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
+#include "vs-holds.h"
 #include "vs-log.h"
 #include "vs-names.h"
 #include "vs-util.h"
@@ -61,7 +62,7 @@ G_DEFINE_TYPE(VsExports, vs_exports, G_TYPE_OBJECT)
 static char *
 exports_dir(VsExports *self)
 {
-    return g_build_filename(self->config->state_dir, "exports", NULL);
+    return g_build_filename(self->config->state_dir, VS_EXPORTS_DIR, NULL);
 }
 
 static void
@@ -375,12 +376,26 @@ find_disk(Request *r, GError **error)
     return FALSE;
 }
 
+static gboolean write_record(Export *e, GError **error);
+
+/* The snapshot is there, and from now on held: checked and recorded under the holds lock,
+ * so that a DeleteSnapshot either sees the record or has removed the snapshot first. The
+ * record names no server yet (pid 0) until one runs. */
 static void
 find_disk_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
+    Request *r = data;
+    g_autofree char *dir = g_path_get_dirname(r->export->record);
     GError *error = NULL;
+    gboolean ok;
 
-    if (find_disk(data, &error))
+    vs_holds_lock();
+    ok = find_disk(r, &error) &&
+         ((g_mkdir(dir, 0700) == 0 || errno == EEXIST) ||
+          vs_set_errno_error(&error, errno, "cannot create %s", dir)) &&
+         write_record(r->export, &error);
+    vs_holds_unlock();
+    if (ok)
         g_task_return_boolean(task, TRUE);
     else
         g_task_return_error(task, error);
@@ -409,7 +424,7 @@ write_record(Export *e, GError **error)
     vs_json_add_string(b, "snapshot-id", e->snapshot_id);
     vs_json_add_string(b, "disk", e->disk);
     vs_json_add_string(b, "socket", e->socket);
-    vs_json_add_int(b, "pid", atoll(g_subprocess_get_identifier(e->server)));
+    vs_json_add_int(b, "pid", e->server ? atoll(g_subprocess_get_identifier(e->server)) : 0);
     vs_json_add_int(b, "owner", e->owner);
     vs_json_add_int(b, "created", e->created);
     json_builder_end_object(b);
@@ -453,49 +468,48 @@ ensure_runtime_dir(const char *dir, GError **error)
     return TRUE;
 }
 
+/* The export's names, before anything is written. */
+static Export *
+export_new(VsExports *self, Request *r)
+{
+    g_autofree char *records = exports_dir(self);
+    g_autofree char *sock = NULL;
+    g_autofree char *record = NULL;
+    g_autofree char *pidfile = NULL;
+    Export *e = g_new0(Export, 1);
+
+    e->exports = self;
+    e->id = self->next_id++;
+    e->path = g_strdup_printf(VS_EXPORT_PATH_PREFIX "%u", e->id);
+    e->snapshot_id = g_strdup(r->id);
+    sock = g_strdup_printf("nbd-%u.sock", e->id);
+    e->socket = g_build_filename(self->config->runtime_dir, sock, NULL);
+    record = g_strdup_printf("%u.json", e->id);
+    e->record = g_build_filename(records, record, NULL);
+    pidfile = g_strdup_printf("%u.pid", e->id);
+    e->pidfile = g_build_filename(records, pidfile, NULL);
+    e->owner = r->uid;
+    e->created = g_get_real_time();
+    e->cancellable = g_cancellable_new();
+    return e;
+}
+
 static gboolean
 start_server(Request *r, GError **error)
 {
     VsExports *self = r->self;
     g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
-    g_autofree char *records = exports_dir(self);
-    g_autofree char *name = NULL;
-    g_autoptr(GPtrArray) argv = NULL;
-    Export *e;
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    Export *e = r->export;
 
+    e->disk = g_strdup(r->target);
     if (!ensure_runtime_dir(self->config->runtime_dir, error))
         return FALSE;
-    e = r->export = g_new0(Export, 1);
-    e->exports = self;
-    e->id = self->next_id++;
-    e->path = g_strdup_printf(VS_EXPORT_PATH_PREFIX "%u", e->id);
-    e->snapshot_id = g_strdup(r->id);
-    e->disk = g_strdup(r->target);
-    name = g_strdup_printf("nbd-%u.sock", e->id);
-    e->socket = g_build_filename(self->config->runtime_dir, name, NULL);
-    g_free(name);
-    name = g_strdup_printf("%u.json", e->id);
-    e->record = g_build_filename(records, name, NULL);
-    g_free(name);
-    name = g_strdup_printf("%u.pid", e->id);
-    e->pidfile = g_build_filename(records, name, NULL);
-    e->owner = r->uid;
-    e->created = g_get_real_time();
-    e->cancellable = g_cancellable_new();
-    if (strlen(e->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
-                    "socket path %s is too long for a UNIX socket: set a shorter runtime_dir",
-                    e->socket);
-        return FALSE;
-    }
-    if (g_mkdir(records, 0700) < 0 && errno != EEXIST)
-        return vs_set_errno_error(error, errno, "cannot create %s", records);
     g_unlink(e->socket); /* a stale one from a crash before a record was written */
     g_unlink(e->pidfile);
 
     /* --shared=0: any number of clients (a mount and a reader at once); --persistent:
      * served until we stop it, not until the first client leaves. */
-    argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup(VS_QEMU_NBD));
     g_ptr_array_add(argv, g_strdup("--read-only"));
     g_ptr_array_add(argv, g_strdup("--persistent"));
@@ -509,16 +523,10 @@ start_server(Request *r, GError **error)
     g_subprocess_launcher_set_child_setup(launcher, die_with_agent, GINT_TO_POINTER(getpid()),
                                           NULL);
     e->server = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv->pdata, error);
-    if (!e->server) {
-        export_stop(self, e);
+    if (!e->server)
         return FALSE;
-    }
     g_subprocess_wait_async(e->server, e->cancellable, on_server_exited, e);
-    if (!write_record(e, error)) {
-        export_stop(self, e);
-        return FALSE;
-    }
-    return TRUE;
+    return write_record(e, error);
 }
 
 static gboolean handle_remove(VsDbusExport1 *iface, GDBusMethodInvocation *invocation,
@@ -592,7 +600,12 @@ find_disk_done(GObject *source, GAsyncResult *result, gpointer data)
     Request *r = data;
     g_autoptr(GError) error = NULL;
 
-    if (!g_task_propagate_boolean(G_TASK(result), &error) || !start_server(r, &error)) {
+    if (!g_task_propagate_boolean(G_TASK(result), &error)) {
+        request_fail(r, error);
+        return;
+    }
+    if (!start_server(r, &error)) {
+        export_stop(r->self, r->export); /* the record, and a server if it started */
         request_fail(r, error);
         return;
     }
@@ -614,6 +627,14 @@ caller_uid_done(GObject *source, GAsyncResult *result, gpointer data)
         return;
     }
     g_variant_get(reply, "(u)", &r->uid);
+    r->export = export_new(r->self, r);
+    if (strlen(r->export->socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+        g_set_error(&error, VS_ERROR, VS_ERROR_FAILED,
+                    "socket path %s is too long for a UNIX socket: set a shorter runtime_dir",
+                    r->export->socket);
+        request_fail(r, error);
+        return;
+    }
     task = g_task_new(r->self, NULL, find_disk_done, r);
     g_task_set_task_data(task, r, NULL);
     g_task_run_in_thread(task, find_disk_thread);
@@ -712,20 +733,6 @@ const char **
 vs_exports_list_paths(VsExports *self)
 {
     return (const char **)g_hash_table_get_keys_as_array(self->exports, NULL);
-}
-
-const char *
-vs_exports_find_snapshot(VsExports *self, const char *id)
-{
-    GHashTableIter iter;
-    Export *e;
-
-    g_hash_table_iter_init(&iter, self->exports);
-    while (g_hash_table_iter_next(&iter, NULL, (gpointer *)&e)) {
-        if (g_str_equal(e->snapshot_id, id))
-            return e->path;
-    }
-    return NULL;
 }
 
 void

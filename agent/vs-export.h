@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Browse: snapshot disks served read-only over NBD (qemu-nbd on a UNIX socket), one
- * org.virtsnap.Export1 object and one record in <state_dir>/exports/ each. */
+ * org.virtsnap.Export1 object and one record in <state_dir>/exports/ each (which
+ * vs-holds.c reads: an exported snapshot cannot be deleted or pruned). */
 #pragma once
 
 #include <gio/gio.h>
@@ -25,9 +26,6 @@ void vs_exports_handle_export(VsExports *self, GDBusMethodInvocation *invocation
 
 /* The exports' object paths, NULL-terminated (the array is the caller's, the strings not). */
 const char **vs_exports_list_paths(VsExports *self);
-
-/* The path of an export of snapshot @id, or NULL: a snapshot exported is in use. */
-const char *vs_exports_find_snapshot(VsExports *self, const char *id);
 
 /* Stops every server and removes their sockets, records and objects (agent shutdown). */
 void vs_exports_stop_all(VsExports *self);

@@ -81,6 +81,36 @@ export_free(Export *e)
     g_free(e);
 }
 
+static gboolean
+exited(const char *pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%s/stat", pid);
+    g_autofree char *stat = NULL;
+    const char *end;
+
+    if (!g_file_get_contents(path, &stat, NULL, NULL))
+        return TRUE;
+    end = strrchr(stat, ')');
+    return end && end[1] == ' ' && end[2] == 'Z';
+}
+
+/* SIGTERM first: qemu-nbd then closes its image, and for RBD that ends its watch on the
+ * clone; a killed client's watch stays for the OSD's timeout (30 s), and removing the
+ * snapshot meanwhile fails with EBUSY. It exits in milliseconds; SIGKILL after 2 s. */
+static void
+stop_server(GSubprocess *server)
+{
+    const char *pid = g_subprocess_get_identifier(server);
+
+    if (pid) {
+        g_subprocess_send_signal(server, SIGTERM);
+        for (int i = 0; i < 100 && !exited(pid); i++)
+            g_usleep(20 * 1000);
+    }
+    g_subprocess_force_exit(server);
+    g_subprocess_wait(server, NULL, NULL);
+}
+
 /* Stops the server (if still running) and removes the socket and the record; the empty
  * exports folder goes too, so that an idle agent's state dir holds only journal records. */
 static void
@@ -89,10 +119,8 @@ export_stop(VsExports *self, Export *e)
     g_autofree char *dir = exports_dir(self);
 
     g_cancellable_cancel(e->cancellable);
-    if (e->server) {
-        g_subprocess_force_exit(e->server);
-        g_subprocess_wait(e->server, NULL, NULL);
-    }
+    if (e->server)
+        stop_server(e->server);
     if (g_unlink(e->socket) < 0 && errno != ENOENT)
         g_warning("export %u: cannot remove %s: %s", e->id, e->socket, g_strerror(errno));
     if (g_unlink(e->record) < 0 && errno != ENOENT)

@@ -16,6 +16,7 @@ test_defaults(void)
     g_assert_true(g_str_has_suffix(c->snapshot_dir, "/lib/virtsnap/snapshots"));
     g_assert_cmpuint(c->max_jobs, ==, 2);
     g_assert_cmpuint(c->freeze_limit_ms, ==, 10000);
+    g_assert_cmpstr(c->runtime_dir, ==, "/run/virtsnap");
 }
 
 static void
@@ -27,6 +28,7 @@ test_values(void)
                                                 "uri = qemu:///session\n"
                                                 "snapshot_dir = /srv/snaps\n"
                                                 "state_dir=/srv/state\n"
+                                                "runtime_dir = /run/vs-test\n"
                                                 "max_jobs = 4\n"
                                                 "freeze_limit_ms = 2500\n"
                                                 "colour = blue\n"
@@ -42,6 +44,7 @@ test_values(void)
     g_assert_cmpstr(c->uri, ==, "qemu:///session");
     g_assert_cmpstr(c->snapshot_dir, ==, "/srv/snaps");
     g_assert_cmpstr(c->state_dir, ==, "/srv/state");
+    g_assert_cmpstr(c->runtime_dir, ==, "/run/vs-test");
     g_assert_cmpuint(c->max_jobs, ==, 4);
     g_assert_cmpuint(c->freeze_limit_ms, ==, 2500);
     g_assert_cmpstr(c->rbd.ceph_conf, ==, "/etc/ceph/lab.conf");
@@ -53,6 +56,7 @@ test_values(void)
 
         g_assert_cmpstr(copy->rbd.dest_pool, ==, "backups");
         g_assert_true(copy->rbd.dest_pool != c->rbd.dest_pool);
+        g_assert_cmpstr(copy->runtime_dir, ==, "/run/vs-test");
     }
     /* The unknown key and section are reported, [rbd] is not (it belongs to the RBD path). */
     g_assert_cmpuint(warnings->len, ==, 2);
@@ -76,6 +80,7 @@ static void
 test_invalid(void)
 {
     expect_invalid("[agent]\nmax_jobs = 0\n", "max_jobs");
+    expect_invalid("[agent]\nruntime_dir = run\n", "not an absolute path");
     expect_invalid("[agent]\nmax_jobs = lots\n", "'lots'");
     expect_invalid("[agent]\nmax_jobs = 65\n", "from 1 to 64");
     expect_invalid("[agent]\nsnapshot_dir = relative/dir\n", "not an absolute path");

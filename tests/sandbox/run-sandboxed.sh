@@ -3,7 +3,8 @@
 # Runs integration tests with virtsnapd under the seccomp filter of virtsnapd.service
 # (vs-seccomp-run, through the conftest's VIRTSNAP_AGENT_WRAPPER): a live snapshot (direct,
 # raw and compressed: qemu-img runs under the filter too), a cold one of a running guest and
-# of a block device, and RBD snapshots (librados in the agent's process).
+# of a block device, RBD snapshots (librados in the agent's process), and exports of a file
+# and of an RBD snapshot (qemu-nbd runs under the filter too).
 # Usage (as root, from anywhere):
 #   run-sandboxed.sh BUILD_DIR STAGE_DIR [PYTEST_ARGS...]
 # BUILD_DIR: a NON-sanitized build (ASan/UBSan runtimes make calls of their own) with
@@ -40,7 +41,8 @@ echo "VIRTSNAP_AGENT_WRAPPER=$wrapper"
 tests=${VS_SANDBOX_TESTS:-test_live_snapshot_of_writing_guest or test_direct_copy_and_formats \
 or test_sigterm_undoes_a_running_job or test_cold_snapshot_of_running_guest \
 or test_auto_goes_cold_for_a_block_device or test_rbd_snapshot_of_writing_guest \
-or test_rbd_flatten}
+or test_rbd_flatten or test_export_serves_the_snapshot_read_only or test_mount_read_umount \
+or test_export_of_an_rbd_snapshot}
 
 loopdev=${VIRTSNAP_LAB_LOOPDEV:-}
 if [ -z "$loopdev" ]; then

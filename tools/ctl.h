@@ -52,6 +52,9 @@ int ctl_cancel(Ctl *ctl, const Invocation *inv);
 int ctl_snapshots(Ctl *ctl, const Invocation *inv); /* ctl-catalog.c */
 int ctl_delete(Ctl *ctl, const Invocation *inv);
 int ctl_policy(Ctl *ctl, const Invocation *inv); /* ctl-policy.c */
+int ctl_clone(Ctl *ctl, const Invocation *inv);  /* ctl-clone.c */
+/* Waits for the job at @path as "wait" does (ctl-snapshot.c); its exit code. */
+int ctl_wait_for_job(Ctl *ctl, const char *path);
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */
 gboolean ctl_proxy_load(GDBusProxy *proxy, GError **error);

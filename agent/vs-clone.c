@@ -6,6 +6,7 @@
 #include "vs-catalog.h"
 #include "vs-clone-xml.h"
 #include "vs-error.h"
+#include "vs-holds.h"
 #include "vs-names.h"
 #include "vs-util.h"
 #include "vs-virt-util.h"

@@ -8,6 +8,7 @@
 #include "vs-clone.h"
 #include "vs-convert.h"
 #include "vs-error.h"
+#include "vs-holds.h"
 #include "vs-names.h"
 #include "vs-qemu-img.h"
 #include "vs-util.h"
@@ -16,8 +17,6 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
-
-#define CLONE_FILE "clone.json"
 
 static VsCloneDisk *
 clone_disk(VsJob *job, guint i)
@@ -239,7 +238,7 @@ write_clone_file(VsJob *job, GError **error)
     g_autoptr(JsonNode) root = NULL;
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
     g_autofree char *created = g_date_time_format_iso8601(now);
-    g_autofree char *path = g_build_filename(p->partial_dir, CLONE_FILE, NULL);
+    g_autofree char *path = g_build_filename(p->partial_dir, VS_CLONE_FILE, NULL);
     g_autofree char *text = NULL;
 
     json_builder_begin_object(b);
@@ -279,6 +278,29 @@ write_clone_file(VsJob *job, GError **error)
     return vs_write_file_atomic(path, text, -1, 0640, error);
 }
 
+/* The folder under its final name makes the clone a holder of the snapshot (vs-holds.c).
+ * Under the holds lock, with the snapshot still there: a DeleteSnapshot that was already
+ * past its checks when this job began must not leave the clone without its backing. */
+static gboolean
+publish(VsJob *job, GError **error)
+{
+    VsClonePlan *p = job->clone_plan;
+    g_autofree char *folder = vs_catalog_final_dir(job->snapshot_dir, p->snapshot_id);
+    g_autofree char *meta = g_build_filename(folder, VS_METADATA_FILE, NULL);
+    gboolean ok = TRUE;
+
+    vs_holds_lock();
+    if (!g_file_test(meta, G_FILE_TEST_IS_REGULAR)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT,
+                    "snapshot %s was deleted while the clone was made", p->snapshot_id);
+        ok = FALSE;
+    } else if (rename(p->partial_dir, p->final_dir) < 0) {
+        ok = vs_set_errno_error(error, errno, "cannot publish clone folder %s", p->final_dir);
+    }
+    vs_holds_unlock();
+    return ok;
+}
+
 /* The domain, then its folder under its final name, with clone.json already inside: the
  * folder appears complete. Both are journaled before they happen; undo finds the domain
  * by the UUID we chose, never by name (a domain of that name may be someone else's). */
@@ -301,10 +323,8 @@ define_thread(VsJob *job, GError **error)
     g_mutex_lock(&job->lock);
     job->journal->clone_published = TRUE;
     g_mutex_unlock(&job->lock);
-    if (!vs_job_journal_save(job, error))
+    if (!vs_job_journal_save(job, error) || !publish(job, error))
         return FALSE;
-    if (rename(p->partial_dir, p->final_dir) < 0)
-        return vs_set_errno_error(error, errno, "cannot publish clone folder %s", p->final_dir);
     JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "clone '%s' of snapshot %s defined", p->name, p->snapshot_id);
     return TRUE;
 }

@@ -9,6 +9,7 @@
 #include "vs-catalog.h"
 #include "vs-clone.h"
 #include "vs-hooks.h"
+#include "vs-holds.h"
 #include "vs-inventory.h"
 #include "vs-job.h"
 #include "vs-log.h"
@@ -337,14 +338,47 @@ handle_list_jobs(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, VsMa
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-/* Catalog reads and deletes are plain file work: a thread keeps the loop free. */
+/* Catalog reads and deletes are plain file work: a thread keeps the loop free. The
+ * connection (NULL when libvirt is away) tells whether a clone's domain is still there. */
+typedef struct {
+    char *arg; /* the domain of a listing, the id of a delete */
+    virConnectPtr conn;
+} CatalogCall;
+
+static void
+catalog_call_free(gpointer p)
+{
+    CatalogCall *cc = p;
+
+    g_free(cc->arg);
+    g_clear_pointer(&cc->conn, virConnectClose);
+    g_free(cc);
+}
+
+static GTask *
+catalog_task(VsManager *self, GDBusMethodInvocation *invocation, const char *arg,
+             GAsyncReadyCallback done)
+{
+    GTask *task = g_task_new(self, NULL, done, g_object_ref(invocation));
+    CatalogCall *cc = g_new0(CatalogCall, 1);
+
+    cc->arg = g_strdup(arg);
+    cc->conn = vs_libvirt_get_connection(self->libvirt, NULL);
+    g_task_set_task_data(task, cc, catalog_call_free);
+    return task;
+}
+
 static void
 list_snapshots_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
     VsManager *self = source;
+    CatalogCall *cc = data;
+    g_autoptr(GVariant) list =
+        g_variant_ref_sink(vs_catalog_list(self->config->snapshot_dir, cc->arg));
+    g_autoptr(GPtrArray) holders =
+        vs_holds_scan(self->config->snapshot_dir, self->config->state_dir);
 
-    g_task_return_pointer(task,
-                          g_variant_ref_sink(vs_catalog_list(self->config->snapshot_dir, data)),
+    g_task_return_pointer(task, g_variant_ref_sink(vs_holds_annotate_list(list, holders, cc->conn)),
                           (GDestroyNotify)g_variant_unref);
 }
 
@@ -361,9 +395,8 @@ static gboolean
 handle_list_snapshots(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
                       VsManager *self)
 {
-    g_autoptr(GTask) task = g_task_new(self, NULL, list_snapshots_done, g_object_ref(invocation));
+    g_autoptr(GTask) task = catalog_task(self, invocation, domain, list_snapshots_done);
 
-    g_task_set_task_data(task, g_strdup(domain), g_free);
     g_task_run_in_thread(task, list_snapshots_thread);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -393,15 +426,52 @@ delete_rbd_objects(VsManager *self, const char *id, GError **error)
     return TRUE;
 }
 
+/* A snapshot that a clone or an export uses stays (Busy); the leftover folders of clones
+ * whose domain is gone go with it. */
+static gboolean
+delete_snapshot(VsManager *self, CatalogCall *cc, GError **error)
+{
+    const char *snapshot_dir = self->config->snapshot_dir;
+    g_autoptr(GPtrArray) holders = NULL;
+    g_autoptr(GPtrArray) held = g_ptr_array_new();
+    g_autoptr(GPtrArray) gone = g_ptr_array_new();
+    g_autofree char *meta = NULL;
+
+    if (!vs_name_is_valid(cc->arg))
+        return vs_catalog_delete(snapshot_dir, cc->arg, error); /* its own error */
+    meta = g_build_filename(snapshot_dir, cc->arg, VS_METADATA_FILE, NULL);
+    if (g_file_test(meta, G_FILE_TEST_IS_REGULAR)) {
+        holders = vs_holds_scan(snapshot_dir, self->config->state_dir);
+        vs_holds_of(holders, cc->arg, cc->conn, held, gone);
+        if (!vs_holds_check(cc->arg, held, error))
+            return FALSE;
+    }
+    if (!delete_rbd_objects(self, cc->arg, error) ||
+        !vs_catalog_delete(snapshot_dir, cc->arg, error))
+        return FALSE;
+    for (guint i = 0; i < gone->len; i++) {
+        VsHolder *h = g_ptr_array_index(gone, i);
+        g_autoptr(GError) local = NULL;
+
+        if (vs_holds_remove_clone(snapshot_dir, h->name, &local))
+            g_message("snapshot %s: removed the folder of clone '%s' (its domain is gone)", cc->arg,
+                      h->name);
+        else
+            g_warning("snapshot %s: %s", cc->arg, local->message);
+    }
+    return TRUE;
+}
+
 static void
 delete_snapshot_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
-    VsManager *self = source;
     GError *error = NULL;
+    gboolean ok;
 
-    if (vs_name_is_valid(data) && !delete_rbd_objects(self, data, &error))
-        g_task_return_error(task, error);
-    else if (vs_catalog_delete(self->config->snapshot_dir, data, &error))
+    vs_holds_lock();
+    ok = delete_snapshot(source, data, &error);
+    vs_holds_unlock();
+    if (ok)
         g_task_return_boolean(task, TRUE);
     else
         g_task_return_error(task, error);
@@ -432,8 +502,7 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
                                               vs_job_get_path(job));
         return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-    task = g_task_new(self, NULL, delete_snapshot_done, g_object_ref(invocation));
-    g_task_set_task_data(task, g_strdup(id), g_free);
+    task = catalog_task(self, invocation, id, delete_snapshot_done);
     g_task_run_in_thread(task, delete_snapshot_thread);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }

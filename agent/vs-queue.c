@@ -6,6 +6,7 @@
 #include "vs-catalog.h"
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
+#include "vs-holds.h"
 #include "vs-journal.h"
 #include "vs-log.h"
 #include "vs-rbd.h"
@@ -210,8 +211,10 @@ vs_queue_is_idle(VsQueue *self)
 
 typedef struct {
     char *snapshot_dir;
+    char *state_dir;
     char *uuid;
     guint keep;
+    virConnectPtr conn; /* NULL when libvirt is away: every clone then holds */
 } Prune;
 
 static void
@@ -220,29 +223,69 @@ prune_free(gpointer p)
     Prune *pr = p;
 
     g_free(pr->snapshot_dir);
+    g_free(pr->state_dir);
     g_free(pr->uuid);
+    g_clear_pointer(&pr->conn, virConnectClose);
     g_free(pr);
 }
 
+/* Removes @id unless a clone or an export uses it (then it is kept, and the log says
+ * why), and the leftover folders of its clones whose domain is gone. */
+static void
+prune_one(Prune *pr, GPtrArray *holders, const char *id)
+{
+    g_autoptr(GPtrArray) held = g_ptr_array_new();
+    g_autoptr(GPtrArray) gone = g_ptr_array_new();
+    g_autoptr(GError) error = NULL;
+
+    vs_holds_of(holders, id, pr->conn, held, gone);
+    if (!vs_holds_check(id, held, &error)) {
+        g_message("policy keep=%u: kept %s: %s", pr->keep, id, error->message);
+        return;
+    }
+    if (!vs_catalog_delete(pr->snapshot_dir, id, &error)) {
+        g_warning("policy keep=%u: cannot remove %s: %s", pr->keep, id, error->message);
+        return;
+    }
+    g_message("policy keep=%u: removed snapshot %s", pr->keep, id);
+    for (guint i = 0; i < gone->len; i++) {
+        VsHolder *h = g_ptr_array_index(gone, i);
+
+        if (!vs_holds_remove_clone(pr->snapshot_dir, h->name, &error)) {
+            g_warning("policy keep=%u: %s", pr->keep, error->message);
+            g_clear_error(&error);
+        }
+    }
+}
+
+/* Keeps the newest @keep snapshots that nothing uses; a snapshot that a clone or an
+ * export uses is kept besides them and does not count. */
 static void
 prune_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
     Prune *pr = data;
-    g_autoptr(GVariant) list = g_variant_ref_sink(vs_catalog_list(pr->snapshot_dir, pr->uuid));
-    gsize n = g_variant_n_children(list);
+    g_autoptr(GVariant) list = NULL;
+    g_autoptr(GPtrArray) holders = NULL;
+    guint kept = 0;
 
+    vs_holds_lock();
+    list = g_variant_ref_sink(vs_catalog_list(pr->snapshot_dir, pr->uuid));
+    holders = vs_holds_scan(pr->snapshot_dir, pr->state_dir);
     /* The catalog lists oldest first. */
-    for (gsize i = 0; n > pr->keep && i < n - pr->keep; i++) {
-        g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
-        g_autoptr(GError) error = NULL;
+    for (gsize i = g_variant_n_children(list); i > 0; i--) {
+        g_autoptr(GVariant) snap = g_variant_get_child_value(list, i - 1);
+        g_autoptr(GPtrArray) held = g_ptr_array_new();
         const char *id = NULL;
 
-        g_variant_lookup(snap, "id", "&s", &id);
-        if (id && vs_catalog_delete(pr->snapshot_dir, id, &error))
-            g_message("policy keep=%u: removed snapshot %s", pr->keep, id);
-        else if (id)
-            g_warning("policy keep=%u: cannot remove %s: %s", pr->keep, id, error->message);
+        if (!g_variant_lookup(snap, "id", "&s", &id))
+            continue;
+        vs_holds_of(holders, id, pr->conn, held, NULL);
+        if (held->len == 0 && kept < pr->keep)
+            kept++;
+        else
+            prune_one(pr, holders, id);
     }
+    vs_holds_unlock();
     g_task_return_boolean(task, TRUE);
 }
 
@@ -256,7 +299,9 @@ vs_queue_prune(VsQueue *self, const char *uuid, guint keep)
         return;
     pr = g_new0(Prune, 1);
     pr->snapshot_dir = g_strdup(self->config->snapshot_dir);
+    pr->state_dir = g_strdup(self->config->state_dir);
     pr->uuid = g_strdup(uuid);
+    pr->conn = vs_libvirt_get_connection(self->libvirt, NULL);
     pr->keep = keep;
     task = g_task_new(self, NULL, NULL, NULL);
     g_task_set_task_data(task, pr, prune_free);

@@ -26,10 +26,9 @@
 #define VS_OPT_FLATTEN         "flatten" /* b: rbd: flatten the clone (default: [rbd] flatten) */
 
 /* CloneSnapshot options (a{sv}) */
-#define VS_OPT_CLONE_NAME  "name"   /* s, required: the clone domain's name (as a snapshot name) */
-#define VS_OPT_CLONE_START "start"  /* b: start the clone once defined */
-#define VS_OPT_CLONE_FULL  "full"   /* b: copy the images instead of overlays on the snapshot's */
-#define VS_CLONES_DIR      "clones" /* <snapshot_dir>/clones/<name>/ */
+#define VS_OPT_CLONE_NAME  "name"  /* s, required: the clone domain's name (as a snapshot name) */
+#define VS_OPT_CLONE_START "start" /* b: start the clone once defined */
+#define VS_OPT_CLONE_FULL  "full"  /* b: copy the images instead of overlays on the snapshot's */
 
 /* Job states, as seen in Job1.State */
 #define VS_STATE_QUEUED      "queued"

@@ -419,22 +419,34 @@ ctl_print_snapshots(GVariant *list, gboolean ids_only, gboolean json)
         ctl_print_json(list);
         return;
     }
-    g_print("%-24s %-24s %-16s %-20s %-6s %-8s %s\n", "ID", "NAME", "DOMAIN", "CREATED", "METHOD",
-            "QUIESCED", "DISKS");
+    g_print("%-24s %-24s %-16s %-20s %-6s %-8s %-20s %-12s %s\n", "ID", "NAME", "DOMAIN", "CREATED",
+            "METHOD", "QUIESCED", "VERIFIED", "DISKS", "USED-BY");
     for (gsize i = 0; i < g_variant_n_children(list); i++) {
         g_autoptr(GVariant) s = g_variant_get_child_value(list, i);
         g_autoptr(GVariant) disks = g_variant_lookup_value(s, "disks", G_VARIANT_TYPE("aa{sv}"));
         g_autoptr(GString) dt = g_string_new(NULL);
         g_autofree char *created = g_strndup(dict_str(s, "created"), 19);
+        g_autofree char *verified = NULL;
+        g_autofree const char **used_by = NULL;
+        g_autofree char *users = NULL;
 
         for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
             g_autoptr(GVariant) d = g_variant_get_child_value(disks, k);
 
             g_string_append_printf(dt, "%s%s", k ? "," : "", dict_str(d, "target"));
         }
-        g_print("%-24s %-24s %-16s %-20s %-6s %-8s %s\n", dict_str(s, "id"), dict_str(s, "name"),
-                dict_str(s, "domain"), created, dict_str(s, "method"),
-                dict_bool(s, "quiesced") ? "yes" : "no", dt->str);
+        /* The time of the last verification, or FAILED when it found problems. */
+        if (!*dict_str(s, "verified"))
+            verified = g_strdup("-");
+        else if (!dict_bool(s, "verified-ok"))
+            verified = g_strdup("FAILED");
+        else
+            verified = g_strndup(dict_str(s, "verified"), 19);
+        if (g_variant_lookup(s, "used-by", "^a&s", &used_by) && used_by[0])
+            users = g_strjoinv(",", (char **)used_by);
+        g_print("%-24s %-24s %-16s %-20s %-6s %-8s %-20s %-12s %s\n", dict_str(s, "id"),
+                dict_str(s, "name"), dict_str(s, "domain"), created, dict_str(s, "method"),
+                dict_bool(s, "quiesced") ? "yes" : "no", verified, dt->str, users ? users : "-");
     }
 }
 

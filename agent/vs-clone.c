@@ -281,6 +281,29 @@ check_type(const char *key, GVariant *value, const GVariantType *type, GError **
 }
 
 static gboolean
+parse_one(Request *r, const char *key, GVariant *value, GError **error)
+{
+    if (strcmp(key, VS_OPT_CLONE_NAME) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_STRING, error))
+            return FALSE;
+        g_free(r->name);
+        r->name = g_variant_dup_string(value, NULL);
+    } else if (strcmp(key, VS_OPT_CLONE_START) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
+            return FALSE;
+        r->start = g_variant_get_boolean(value);
+    } else if (strcmp(key, VS_OPT_CLONE_FULL) == 0) {
+        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
+            return FALSE;
+        r->full = g_variant_get_boolean(value);
+    } else {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
 parse_options(Request *r, GVariant *options, GError **error)
 {
     GVariantIter iter;
@@ -288,21 +311,12 @@ parse_options(Request *r, GVariant *options, GError **error)
     GVariant *value;
 
     g_variant_iter_init(&iter, options);
-    while (g_variant_iter_loop(&iter, "{&sv}", &key, &value)) {
-        if (strcmp(key, VS_OPT_CLONE_NAME) == 0) {
-            if (!check_type(key, value, G_VARIANT_TYPE_STRING, error))
-                return FALSE;
-            g_free(r->name);
-            r->name = g_variant_dup_string(value, NULL);
-        } else if (strcmp(key, VS_OPT_CLONE_START) == 0 || strcmp(key, VS_OPT_CLONE_FULL) == 0) {
-            if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
-                return FALSE;
-            *(strcmp(key, VS_OPT_CLONE_START) == 0 ? &r->start : &r->full) =
-                g_variant_get_boolean(value);
-        } else {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
+    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
+        gboolean ok = parse_one(r, key, value, error);
+
+        g_variant_unref(value);
+        if (!ok)
             return FALSE;
-        }
     }
     if (!r->name) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,

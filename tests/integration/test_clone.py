@@ -231,6 +231,26 @@ def test_bad_input_changes_nothing(lab, agent, writer):
     remove_guest(guest)
 
 
+@pytest.mark.system_only
+def test_clone_is_authorized(lab, agent, writer):
+    """CloneSnapshot goes through polkit: an outsider is refused before anything is looked
+    at (even an unknown id is PermissionDenied), a member of group libvirt may clone."""
+    sid, _ = snapshot_id(agent, 'writer')
+    outsider, member = lab.users['outsider'], lab.users['member']
+    for args in ((sid, 'by-outsider'), ('20000101T000000Z-000000', 'by-outsider')):
+        res = agent.ctl_as(outsider, 'clone', *args)
+        out = res.stdout + res.stderr
+        assert res.returncode == 10 and ERR + 'PermissionDenied' in out, out
+        assert 'org.virtsnap.snapshot.clone' in out, out
+    assert not domain_exists(lab, 'by-outsider')
+    assert 'authorization: CloneSnapshot denied' in agent.log_text()
+    guest = expect_clone(lab, agent, 'by-member')
+    res = agent.ctl_as(member, 'clone', sid, 'by-member', '--wait', timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert guest.state() == 'shut off' and guest.is_persistent()
+    remove_guest(guest)
+
+
 @pytest.fixture(scope='module')
 def bigguest(lab):
     """A guest whose disk holds 1 GiB of data: a full copy takes long enough to cancel."""

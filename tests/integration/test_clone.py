@@ -13,7 +13,7 @@ import pytest
 from gi.repository import GLib
 
 import lab as labmod
-from conftest import remove_guest, start_guest
+from conftest import Agent, remove_guest, start_guest
 from test_rbd import ceph, clone_of, rbd_agent, rbdguest  # noqa: F401  (fixtures)
 
 ERR = 'org.virtsnap.Error.'
@@ -229,6 +229,44 @@ def test_bad_input_changes_nothing(lab, agent, writer):
     assert writer.inactive_xml() == before and writer.state() == 'running'
     assert agent.leftovers() == []
     remove_guest(guest)
+
+
+def test_crashed_agent_undoes_the_clone(lab, writer):
+    """SIGKILL while the clone is defined and starting: the next agent stops and undefines
+    it (found by the UUID the journal names), removes its folder and its record."""
+    first = Agent(lab, name='agent-clone-crash').start()
+    sid, _ = snapshot_id(first, 'writer')
+    guest = expect_clone(lab, first, 'crash-c')
+    path = clone_call(first, sid, clone_options(name='crash-c', start=True))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        props = first.job_props(path)
+        if props['Phase'] == 'start' or props['State'] in ('succeeded', 'failed'):
+            break
+    assert props['Phase'] == 'start', props
+    first.kill()
+    assert domain_exists(lab, 'crash-c')  # defined before the kill
+
+    second = Agent(lab, name='agent-clone-crash').start()
+    try:
+        deadline = time.monotonic() + 60
+        jobs = []
+        while time.monotonic() < deadline:
+            (jobs,) = second.call('ListJobs')
+            if jobs and second.job_props(jobs[0])['State'] == 'interrupted':
+                break
+            time.sleep(0.1)
+        props = second.job_props(jobs[0])
+        assert props['State'] == 'interrupted', props
+        assert "clone domain 'crash-c' undefined" in props['Error'], props['Error']
+        assert not domain_exists(lab, 'crash-c')
+        assert os.listdir(os.path.join(second.snapshot_dir, 'clones')) == []
+        assert second.leftovers() == []
+        # The snapshot was not harmed: cloning it again works.
+        assert clone(second, sid, name='crash-c')['State'] == 'succeeded'
+        remove_guest(guest)
+    finally:
+        second.stop()
 
 
 @pytest.mark.system_only

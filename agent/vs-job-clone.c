@@ -2,7 +2,8 @@
 /* The clone method: a new persistent domain on a snapshot's images. Instant: a qcow2
  * overlay per disk whose backing file is the snapshot's image (made read-only); full: a
  * standalone copy (qemu-img convert, or an RBD flatten); RBD: a clone of the snapshot's
- * protected "snap". The original domain and the snapshot's folder are never written. */
+ * protected "snap". The original domain is never touched; of the snapshot, only the mode
+ * of its images changes (read-only once an instant clone reads through them). */
 #include "vs-job-private.h"
 #include "vs-catalog.h"
 #include "vs-clone.h"
@@ -66,9 +67,9 @@ overlay_wanted(VsJob *job)
     return job->clone_plan->rbd || !job->clone_plan->full;
 }
 
-/* The snapshot's image stays as it is while a clone reads through it: read-only for
- * everyone, root included (0400; libvirt's DAC labelling chowns it to QEMU's user while
- * a clone runs, and QEMU opens backing files read-only). */
+/* The snapshot's image stays as it is while a clone reads through it: 0400, so that no
+ * one writes it by mistake (libvirt's DAC labelling lends it to QEMU's user while a clone
+ * runs, and QEMU opens backing files read-only). */
 static gboolean
 file_overlay(VsJob *job, VsCloneDisk *d, GError **error)
 {

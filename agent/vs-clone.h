@@ -17,7 +17,7 @@ G_BEGIN_DECLS
 /* One disk of the clone. */
 typedef struct {
     char *target;
-    char *image;  /* the snapshot's image (a file), or "" for an RBD disk */
+    char *image;  /* the snapshot's image: a file, or an rbd:// location */
     char *format; /* its format (qcow2|raw), or "rbd" */
     char *dest;   /* the clone's image in its final folder, or its RBD image "pool/[ns/]name" */
     guint64 size;

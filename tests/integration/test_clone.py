@@ -193,7 +193,10 @@ def test_bad_input_changes_nothing(lab, agent, writer):
     domains = lab.virsh('list', '--all', '--name')
     sid, _ = snapshot_id(agent, 'writer')
     guest = expect_clone(lab, agent, 'taken')
-    assert clone(agent, sid, name='taken')['State'] == 'succeeded'
+    res = agent.ctl('clone', sid, 'taken', '--wait')  # the job's outcome, for people
+    assert res.returncode == 0, res.stderr
+    assert f'clone: taken (uuid ' in res.stdout and f'of snapshot {sid} of writer' in res.stdout
+    assert 'instant (overlays on the snapshot), not started' in res.stdout, res.stdout
 
     cases = [
         ('20200101T000000Z-000000', clone_options(name='x1'), 'NoSuchSnapshot'),

@@ -195,7 +195,7 @@ def test_bad_input_changes_nothing(lab, agent, writer):
     guest = expect_clone(lab, agent, 'taken')
     res = agent.ctl('clone', sid, 'taken', '--wait')  # the job's outcome, for people
     assert res.returncode == 0, res.stderr
-    assert f'clone: taken (uuid ' in res.stdout and f'of snapshot {sid} of writer' in res.stdout
+    assert 'clone: taken (uuid ' in res.stdout and f'of snapshot {sid} of writer' in res.stdout
     assert 'instant (overlays on the snapshot), not started' in res.stdout, res.stdout
 
     cases = [

@@ -24,6 +24,8 @@ static const VsAuthRule rules[] = {
     {VS_AGENT_INTERFACE, "SetPolicy", VS_AUTH_POLKIT, VS_ACTION_POLICY_SET},
     {VS_AGENT_INTERFACE, "ClearPolicy", VS_AUTH_POLKIT, VS_ACTION_POLICY_SET},
     {VS_AGENT_INTERFACE, "HookEvent", VS_AUTH_ROOT, NULL},
+    /* getting data back */
+    {VS_AGENT_INTERFACE, "CloneSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_CLONE},
     {VS_JOB_INTERFACE, "Cancel", VS_AUTH_POLKIT, VS_ACTION_JOB_CANCEL},
     /* browse; Remove() also checks that the caller owns the export (vs-export.c) */
     {VS_AGENT_INTERFACE, "ExportSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},

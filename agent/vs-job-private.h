@@ -11,6 +11,8 @@
 
 G_BEGIN_DECLS
 
+typedef struct _VsClonePlan VsClonePlan; /* vs-clone.h */
+
 /* Every line about a job carries its number and domain as journal fields. */
 #define JOB_LOG(job, level, ...) vs_log_job((level), NULL, (job)->id, (job)->domain, __VA_ARGS__)
 
@@ -88,6 +90,10 @@ struct _VsJob {
     gboolean flatten;
     VsConfig *config;
     char *fsid;
+
+    /* clone (vs-job-clone.c) */
+    VsClonePlan *clone_plan;
+    GPtrArray *clone_plan_disks; /* VsPlanDisk*: what job->disks borrow for a full copy */
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of
@@ -122,5 +128,8 @@ void vs_job_after_cut(VsJob *job);
 /* Undo (vs-job-undo.c): everything the journal says is ours to take back, limited to
  * job->undo_parts. Worker thread. */
 gboolean vs_job_undo_thread(VsJob *job, GError **error);
+/* Its clone part (vs-job-clone.c): stop and undefine the clone we defined, remove its
+ * published folder. */
+gboolean vs_job_clone_undo(VsJob *job, GError **error);
 
 G_END_DECLS

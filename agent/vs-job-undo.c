@@ -147,6 +147,7 @@ vs_job_undo_thread(VsJob *job, GError **error)
 {
     VsJournalEntry *j = job->journal;
     VsUndoParts parts = job->undo_parts;
+    g_autofree char *key = NULL;
     g_autoptr(virDomain) dom = NULL;
     g_autoptr(GError) local = NULL;
 
@@ -167,6 +168,9 @@ vs_job_undo_thread(VsJob *job, GError **error)
         undo_thaw(job, dom);
     if ((parts & VS_UNDO_REDEFINE) && j->undefined && !undo_redefine(job, dom, error))
         return FALSE;
+    /* Before the RBD part: a running clone keeps its RBD images open. */
+    if ((parts & VS_UNDO_CLONE) && j->clone_name && !vs_job_clone_undo(job, error))
+        return FALSE;
     for (guint i = j->rbd->len; (parts & VS_UNDO_RBD) && i > 0; i--) {
         VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
 
@@ -175,7 +179,8 @@ vs_job_undo_thread(VsJob *job, GError **error)
     }
     if (j->folder && !vs_remove_flat_dir(j->folder, error))
         return FALSE;
-    vs_journal_remove(job->state_dir, j->snapshot_id);
+    key = vs_journal_entry_key(j);
+    vs_journal_remove(job->state_dir, key);
     return TRUE;
 }
 

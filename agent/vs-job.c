@@ -5,6 +5,7 @@
  * calls run in GTask threads; steps report their end through job->step_done. */
 #include "vs-job-private.h"
 #include "vs-catalog.h"
+#include "vs-clone.h"
 #include "vs-error.h"
 #include "vs-names.h"
 #include "vs-result.h"
@@ -401,6 +402,8 @@ vs_job_finalize(GObject *object)
     g_clear_pointer(&self->undo_conn, virConnectClose);
     g_clear_pointer(&self->disks, g_ptr_array_unref);
     g_clear_pointer(&self->plan, vs_plan_free);
+    g_clear_pointer(&self->clone_plan, vs_clone_plan_free);
+    g_clear_pointer(&self->clone_plan_disks, g_ptr_array_unref);
     vs_snapshot_options_clear(&self->opts);
     vs_journal_entry_free(self->journal);
     g_mutex_clear(&self->lock);
@@ -546,7 +549,10 @@ vs_job_new_recovery(guint id, const VsConfig *config, VsLibvirt *libvirt, VsJour
 {
     VsJob *self = vs_job_new_common(id, config, libvirt, entry->domain, entry->uuid);
 
-    g_autofree char *expected = vs_catalog_partial_dir(config->snapshot_dir, entry->snapshot_id);
+    /* A clone job's folder is the clone's (vs-clone.h). */
+    g_autofree char *expected =
+        entry->clone_name ? vs_clone_partial_dir(config->snapshot_dir, entry->clone_name)
+                          : vs_catalog_partial_dir(config->snapshot_dir, entry->snapshot_id);
 
     self->recovery = TRUE;
     self->method = &vs_job_method_recovery;

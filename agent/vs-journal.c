@@ -50,6 +50,8 @@ vs_journal_entry_free(VsJournalEntry *entry)
     g_free(entry->saved_xml);
     g_ptr_array_unref(entry->copies);
     g_ptr_array_unref(entry->rbd);
+    g_free(entry->clone_name);
+    g_free(entry->clone_uuid);
     g_free(entry);
 }
 
@@ -93,6 +95,12 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
+    if (entry->clone_name) {
+        vs_json_add_string(b, "clone-name", entry->clone_name);
+        vs_json_add_string(b, "clone-uuid", entry->clone_uuid);
+        vs_json_add_bool(b, "clone-defined", entry->clone_defined);
+        vs_json_add_bool(b, "clone-published", entry->clone_published);
+    }
     json_builder_end_object(b);
 
     root = json_builder_get_root(b);
@@ -156,6 +164,20 @@ vs_journal_entry_from_json(const char *json, GError **error)
             g_ptr_array_add(entry->rbd, r);
         }
     }
+    if (json_object_has_member(o, "clone-name")) {
+        entry->clone_name =
+            g_strdup(json_object_get_string_member_with_default(o, "clone-name", NULL));
+        entry->clone_uuid =
+            g_strdup(json_object_get_string_member_with_default(o, "clone-uuid", ""));
+        entry->clone_defined =
+            json_object_get_boolean_member_with_default(o, "clone-defined", FALSE);
+        entry->clone_published =
+            json_object_get_boolean_member_with_default(o, "clone-published", FALSE);
+        if (!vs_name_is_valid(entry->clone_name)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_IO, "bad journal record: bad clone name");
+            return NULL;
+        }
+    }
     copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;
     for (guint i = 0; copies && i < json_array_get_length(copies); i++)
         g_ptr_array_add(entry->copies, g_strdup(json_array_get_string_element(copies, i)));
@@ -175,10 +197,19 @@ record_path(const char *state_dir, const char *snapshot_id)
     return g_build_filename(state_dir, base, NULL);
 }
 
+char *
+vs_journal_entry_key(const VsJournalEntry *entry)
+{
+    if (entry->clone_name)
+        return g_strconcat("clone-", entry->clone_name, NULL);
+    return g_strdup(entry->snapshot_id);
+}
+
 gboolean
 vs_journal_write(const char *state_dir, const VsJournalEntry *entry, GError **error)
 {
-    g_autofree char *path = record_path(state_dir, entry->snapshot_id);
+    g_autofree char *key = vs_journal_entry_key(entry);
+    g_autofree char *path = record_path(state_dir, key);
     g_autofree char *json = vs_journal_entry_to_json(entry);
 
     return vs_write_file_atomic(path, json, -1, 0600, error);

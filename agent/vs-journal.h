@@ -30,6 +30,13 @@ typedef struct {
     gboolean suspended; /* we paused the vCPUs */
     gboolean saved;     /* we managed-saved the domain and have not started it again */
     GPtrArray *rbd;     /* VsJournalRbd* */
+
+    /* clone (vs-job-clone.c): set in a clone job's record, whose snapshot_id is the
+     * snapshot it clones and whose folder is the clone's partial folder */
+    char *clone_name;
+    char *clone_uuid;         /* the UUID we give the clone's domain */
+    gboolean clone_defined;   /* the domain may be defined: undo undefines it (by UUID) */
+    gboolean clone_published; /* the folder may have its final name */
 } VsJournalEntry;
 
 VsJournalEntry *vs_journal_entry_new(void);
@@ -38,6 +45,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsJournalEntry, vs_journal_entry_free)
 
 gboolean vs_journal_write(const char *state_dir, const VsJournalEntry *entry, GError **error);
 void vs_journal_remove(const char *state_dir, const char *snapshot_id);
+
+/* What names @entry's record (vs_journal_remove's @snapshot_id): the snapshot id, or for
+ * a clone job "clone-<name>" (snapshot ids start with a digit: never the same). */
+char *vs_journal_entry_key(const VsJournalEntry *entry);
 
 /* Every record in @state_dir (unreadable ones are logged and skipped). */
 GPtrArray *vs_journal_load_all(const char *state_dir);

@@ -7,6 +7,7 @@
 #include "vs-dbus-generated.h"
 #include "vs-error.h"
 #include "vs-catalog.h"
+#include "vs-clone.h"
 #include "vs-export.h"
 #include "vs-hooks.h"
 #include "vs-holds.h"
@@ -508,6 +509,16 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* ---- getting data back ---------------------------------------------------------------- */
+
+static gboolean
+handle_clone_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *id,
+                      GVariant *options, VsManager *self)
+{
+    vs_clone_handle(self->queue, self->config, self->libvirt, invocation, id, options);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
                   const char *operation, const char *sub_operation, const char *extra,
@@ -678,6 +689,8 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     self->scheduler = vs_scheduler_new(libvirt, config->snapshot_dir, on_policy_request, self);
     vs_dbus_agent1_set_hook_counts(self->skeleton, g_variant_new("a{su}", NULL));
     g_signal_connect(self->skeleton, "handle-delete-snapshot", G_CALLBACK(handle_delete_snapshot),
+                     self);
+    g_signal_connect(self->skeleton, "handle-clone-snapshot", G_CALLBACK(handle_clone_snapshot),
                      self);
     self->exports = vs_exports_new(config, self->object_manager, self->bouncer);
     g_signal_connect(self->skeleton, "handle-export-snapshot", G_CALLBACK(handle_export_snapshot),

@@ -30,6 +30,11 @@
 #define VS_OPT_BANDWIDTH       "bandwidth"       /* t: copy bandwidth limit, bytes/s (0: none) */
 #define VS_OPT_FLATTEN         "flatten" /* b: rbd: flatten the clone (default: [rbd] flatten) */
 
+/* CloneSnapshot options (a{sv}) */
+#define VS_OPT_CLONE_NAME  "name"  /* s, required: the clone domain's name (as a snapshot name) */
+#define VS_OPT_CLONE_START "start" /* b: start the clone once defined */
+#define VS_OPT_CLONE_FULL  "full"  /* b: copy the images instead of overlays on the snapshot's */
+
 /* Job states, as seen in Job1.State */
 #define VS_STATE_QUEUED      "queued"
 #define VS_STATE_RUNNING     "running"
@@ -51,6 +56,9 @@
 #define VS_PHASE_NAME_EXTRACT       "extract"
 #define VS_PHASE_NAME_CLONE         "clone"
 #define VS_PHASE_NAME_RESTORE       "restore"
+#define VS_PHASE_NAME_OVERLAY       "overlay" /* clone */
+#define VS_PHASE_NAME_DEFINE        "define"  /* clone */
+#define VS_PHASE_NAME_START         "start"   /* clone */
 #define VS_PHASE_NAME_CATALOG       "catalog"
 #define VS_PHASE_NAME_DONE          "done"
 #define VS_PHASE_NAME_UNDO          "cleanup"
@@ -65,6 +73,7 @@
 #define VS_ACTION_SNAPSHOT_DELETE "org.virtsnap.snapshot.delete"
 #define VS_ACTION_POLICY_SET      "org.virtsnap.policy.set"
 #define VS_ACTION_JOB_CANCEL      "org.virtsnap.job.cancel"
+#define VS_ACTION_SNAPSHOT_CLONE  "org.virtsnap.snapshot.clone"
 #define VS_ACTION_SNAPSHOT_EXPORT "org.virtsnap.snapshot.export"
 /* Who may change things when polkitd is not there (and in the shipped rule): root and
  * this group, like libvirt's own policy. */

@@ -358,7 +358,9 @@ ctl_print_job(VsDbusJob1 *job, gboolean json)
         g_print("  method: %s (%s)\n", method, str0(vs_dbus_job1_get_method_reason(job)));
     if (*error)
         g_print("  error:  %s (%s)\n", error, str0(vs_dbus_job1_get_error_name(job)));
-    if (result && g_variant_n_children(result) > 0)
+    if (result && g_variant_n_children(result) > 0 && strcmp(method, "clone") == 0)
+        ctl_print_clone_result(result); /* ctl-clone.c */
+    else if (result && g_variant_n_children(result) > 0)
         print_result_human(result);
 }
 

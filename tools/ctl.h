@@ -52,7 +52,12 @@ int ctl_cancel(Ctl *ctl, const Invocation *inv);
 int ctl_snapshots(Ctl *ctl, const Invocation *inv); /* ctl-catalog.c */
 int ctl_delete(Ctl *ctl, const Invocation *inv);
 int ctl_policy(Ctl *ctl, const Invocation *inv); /* ctl-policy.c */
-int ctl_mount(Ctl *ctl, const Invocation *inv);  /* ctl-browse.c */
+int ctl_clone(Ctl *ctl, const Invocation *inv);  /* ctl-clone.c */
+/* A clone job's Result, for people (ctl-clone.c). */
+void ctl_print_clone_result(GVariant *result);
+/* Waits for the job at @path as "wait" does (ctl-snapshot.c); its exit code. */
+int ctl_wait_for_job(Ctl *ctl, const char *path);
+int ctl_mount(Ctl *ctl, const Invocation *inv); /* ctl-browse.c */
 int ctl_umount(Ctl *ctl, const Invocation *inv);
 int ctl_exports(Ctl *ctl, const Invocation *inv);
 

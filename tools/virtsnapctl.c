@@ -116,6 +116,16 @@ static const CtlOption snapshot_options[] = {
     {NULL},
 };
 
+static const CtlOption clone_options[] = {
+    {"start", 0, OPT_FLAG, NULL, "Start the clone once it is defined"},
+    {"full", 0, OPT_FLAG, NULL,
+     "Copy the images (standalone, takes time) instead of instant overlays on the snapshot's"},
+    {"wait", 'w', OPT_FLAG, NULL,
+     "Wait for the job: progress on a terminal, the result at the end (first Ctrl-C cancels "
+     "the job, a second stops waiting)"},
+    {NULL},
+};
+
 static const CtlOption mount_options[] = {
     {"disk", 'd', OPT_VALUE, "TARGET", "Mount this disk of the snapshot (default: its first)"},
     {NULL},
@@ -155,6 +165,13 @@ static const Command commands[] = {
      ids_options, ctl_snapshots},
     {"delete", "ID", "Delete a snapshot (its images and folder)", NULL, 1, 1, no_options,
      ctl_delete},
+    {"clone", "ID NEWNAME", "Define a new domain NEWNAME from snapshot ID",
+     "The clone gets a new UUID and MAC addresses, its own disks and none of the original's "
+     "NVRAM, TPM or managed save; the original is never touched. By default each disk is an "
+     "instant qcow2 overlay on the snapshot's image (the snapshot then cannot be deleted while "
+     "the clone is defined); --full copies the images instead. Prints the job path; with "
+     "--wait, waits for it.",
+     2, 2, clone_options, ctl_clone},
     {"policy", "show|set|clear DOMAIN [KEY=VALUE...]", "Show, set or clear a domain's policy",
      "Keys: every=30s|15m|6h|1d|none, on-stop=none|snapshot, keep=1..10000, "
      "quiesce=off|try|require, method=auto|live|cold|rbd, format=qcow2|raw. "

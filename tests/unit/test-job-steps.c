@@ -21,12 +21,14 @@ static const char *const cold_phases[] = {"clear-jobs", "prepare", "save", "extr
 static const char *const offline_phases[] = {"clear-jobs", "prepare", "extract", "catalog", NULL};
 static const char *const rbd_phases[] = {"clear-jobs", "prepare", "freeze-window",
                                          "clone",      "catalog", NULL};
+static const char *const clone_phases[] = {"prepare", "overlay", "copy",    "flatten",
+                                           "define",  "start",   "catalog", NULL};
 static const char *const no_phases[] = {NULL};
 
 static const MethodCase cases[] = {
     {&vs_job_method_live, live_phases},       {&vs_job_method_cold, cold_phases},
     {&vs_job_method_offline, offline_phases}, {&vs_job_method_rbd, rbd_phases},
-    {&vs_job_method_recovery, no_phases},
+    {&vs_job_method_recovery, no_phases},     {&vs_job_method_clone, clone_phases},
 };
 
 static gboolean
@@ -199,6 +201,7 @@ test_undo_parts(void)
         {&vs_job_method_cold, VS_UNDO_RESTART},
         {&vs_job_method_offline, 0},
         {&vs_job_method_rbd, VS_UNDO_RESUME | VS_UNDO_THAW | VS_UNDO_RBD},
+        {&vs_job_method_clone, VS_UNDO_RBD | VS_UNDO_CLONE},
     };
 
     for (guint e = 0; e < G_N_ELEMENTS(expect); e++) {
@@ -212,6 +215,10 @@ test_undo_parts(void)
                      VS_UNDO_RESTART);
     g_assert_cmpuint(vs_job_method_step(&vs_job_method_live, VS_PHASE_COPY)->undo, ==,
                      VS_UNDO_COPIES | VS_UNDO_REDEFINE);
+    /* A clone's domain is undefined again from the step that defines it on. */
+    g_assert_cmpuint(vs_job_method_step(&vs_job_method_clone, VS_PHASE_DEFINE)->undo, ==,
+                     VS_UNDO_CLONE);
+    g_assert_cmpuint(vs_job_method_step(&vs_job_method_clone, VS_PHASE_PREPARE)->undo, ==, 0);
 }
 
 static void

@@ -95,6 +95,61 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     g_assert_cmpuint(all->len, ==, 0);
 }
 
+/* A clone job's record: its own key (a clone and a snapshot job of one snapshot never
+ * share a record), its fields back as written. */
+static void
+test_journal_clone_record(Fixture *f, gconstpointer data)
+{
+    g_autoptr(VsJournalEntry) e = vs_journal_entry_new();
+    g_autoptr(VsJournalEntry) plain = vs_journal_entry_new();
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+    g_autofree char *key = NULL;
+    g_autofree char *json = NULL;
+    VsJournalEntry *back = NULL;
+
+    e->snapshot_id = g_strdup("20261121T000000Z-abcdef");
+    e->domain = g_strdup("web2");
+    e->uuid = g_strdup("9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d");
+    e->folder = g_strdup("/snap/clones/.web2.partial");
+    e->clone_name = g_strdup("web2");
+    e->clone_uuid = g_strdup(e->uuid);
+    e->clone_defined = TRUE;
+    plain->snapshot_id = g_strdup(e->snapshot_id);
+    plain->folder = g_strdup("/snap/.20261121T000000Z-abcdef.partial");
+
+    key = vs_journal_entry_key(e);
+    g_assert_cmpstr(key, ==, "clone-web2");
+    g_assert_true(vs_journal_write(f->dir, e, &error));
+    g_assert_true(vs_journal_write(f->dir, plain, &error));
+    g_assert_no_error(error);
+    all = vs_journal_load_all(f->dir);
+    g_assert_cmpuint(all->len, ==, 2);
+    for (guint i = 0; i < all->len; i++) {
+        VsJournalEntry *x = g_ptr_array_index(all, i);
+
+        if (x->clone_name)
+            back = x;
+    }
+    g_assert_nonnull(back);
+    g_assert_cmpstr(back->clone_name, ==, "web2");
+    g_assert_cmpstr(back->clone_uuid, ==, e->clone_uuid);
+    g_assert_true(back->clone_defined);
+    g_assert_false(back->clone_published);
+    vs_journal_remove(f->dir, key);
+    vs_journal_remove(f->dir, plain->snapshot_id);
+    g_clear_pointer(&all, g_ptr_array_unref);
+    all = vs_journal_load_all(f->dir);
+    g_assert_cmpuint(all->len, ==, 0);
+
+    /* A clone name that could step out of the clones folder is refused. */
+    g_free(e->clone_name);
+    e->clone_name = g_strdup("../web2");
+    json = vs_journal_entry_to_json(e);
+    g_assert_null(vs_journal_entry_from_json(json, &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_IO);
+}
+
 static void
 test_journal_bad_records(Fixture *f, gconstpointer data)
 {
@@ -217,6 +272,8 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_log_set_writer_func(count_warnings, NULL, NULL);
     g_test_add("/store/journal-round-trip", Fixture, NULL, setup, test_journal_round_trip,
+               teardown);
+    g_test_add("/store/journal-clone-record", Fixture, NULL, setup, test_journal_clone_record,
                teardown);
     g_test_add("/store/journal-bad-records", Fixture, NULL, setup, test_journal_bad_records,
                teardown);

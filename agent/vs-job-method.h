@@ -21,6 +21,9 @@ typedef enum {
     VS_PHASE_EXTRACT,       /* cold: qemu-img convert each disk's chain into an image */
     VS_PHASE_CLONE,         /* rbd: protect, clone, (flatten), protected "snap" on the clone */
     VS_PHASE_RESTORE,       /* cold: start the domain again from its managed save */
+    VS_PHASE_CHECK,         /* verify: qemu-img check and info of every image, or its RBD snap */
+    VS_PHASE_DEEP_CHECK,    /* verify --deep: e2fsck -fn / xfs_repair -n of a private copy */
+    VS_PHASE_RECORD,        /* verify: "verified" into metadata.json */
     VS_PHASE_CATALOG,       /* metadata, publish the folder */
     VS_PHASE_DONE,
     VS_PHASE_UNDO, /* the one way back, on failure, cancel or recovery */
@@ -101,6 +104,7 @@ extern const VsJobMethod vs_job_method_cold;    /* a running or paused domain: s
 extern const VsJobMethod vs_job_method_offline; /* a domain that is off */
 extern const VsJobMethod vs_job_method_rbd;
 extern const VsJobMethod vs_job_method_recovery; /* no steps: only undo */
+extern const VsJobMethod vs_job_method_verify;   /* reads a finished snapshot's images */
 
 /* @phase's step in @method, or NULL (the engine's own states, or not one of its steps). */
 const VsJobStep *vs_job_method_step(const VsJobMethod *method, VsPhase phase);

@@ -88,6 +88,10 @@ struct _VsJob {
     gboolean flatten;
     VsConfig *config;
     char *fsid;
+
+    /* verify (vs-job-verify.c) */
+    struct _VsVerify *verify;
+    gboolean domain_untouched; /* changes nothing of its domain: not a job "on" it */
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of

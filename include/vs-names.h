@@ -25,6 +25,9 @@
 #define VS_OPT_BANDWIDTH       "bandwidth"       /* t: copy bandwidth limit, bytes/s (0: none) */
 #define VS_OPT_FLATTEN         "flatten" /* b: rbd: flatten the clone (default: [rbd] flatten) */
 
+/* VerifySnapshot options (a{sv}) */
+#define VS_OPT_DEEP "deep" /* b: also check the file systems (e2fsck -fn, xfs_repair -n) */
+
 /* Job states, as seen in Job1.State */
 #define VS_STATE_QUEUED      "queued"
 #define VS_STATE_RUNNING     "running"
@@ -46,6 +49,9 @@
 #define VS_PHASE_NAME_EXTRACT       "extract"
 #define VS_PHASE_NAME_CLONE         "clone"
 #define VS_PHASE_NAME_RESTORE       "restore"
+#define VS_PHASE_NAME_CHECK         "check"
+#define VS_PHASE_NAME_DEEP_CHECK    "deep-check"
+#define VS_PHASE_NAME_RECORD        "record"
 #define VS_PHASE_NAME_CATALOG       "catalog"
 #define VS_PHASE_NAME_DONE          "done"
 #define VS_PHASE_NAME_UNDO          "cleanup"
@@ -60,6 +66,7 @@
 #define VS_ACTION_SNAPSHOT_DELETE "org.virtsnap.snapshot.delete"
 #define VS_ACTION_POLICY_SET      "org.virtsnap.policy.set"
 #define VS_ACTION_JOB_CANCEL      "org.virtsnap.job.cancel"
+#define VS_ACTION_SNAPSHOT_VERIFY "org.virtsnap.snapshot.verify"
 /* Who may change things when polkitd is not there (and in the shipped rule): root and
  * this group, like libvirt's own policy. */
 #define VS_ADMIN_GROUP "libvirt"

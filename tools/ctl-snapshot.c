@@ -150,6 +150,12 @@ wait_for_job(Ctl *ctl, const char *path)
     return code;
 }
 
+int
+ctl_follow_job(Ctl *ctl, const char *path)
+{
+    return wait_for_job(ctl, path);
+}
+
 /* "512", "64K", "50M", "1G" (binary units). */
 static gboolean
 parse_size(const char *text, guint64 *out)

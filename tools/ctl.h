@@ -22,6 +22,7 @@ enum {
     EXIT_NOT_CONNECTED = 8,
     EXIT_CANCELLED = 9,
     EXIT_DENIED = 10,
+    EXIT_CORRUPT = 11, /* verify found a problem */
 };
 
 typedef struct {
@@ -52,6 +53,9 @@ int ctl_cancel(Ctl *ctl, const Invocation *inv);
 int ctl_snapshots(Ctl *ctl, const Invocation *inv); /* ctl-catalog.c */
 int ctl_delete(Ctl *ctl, const Invocation *inv);
 int ctl_policy(Ctl *ctl, const Invocation *inv); /* ctl-policy.c */
+int ctl_verify(Ctl *ctl, const Invocation *inv); /* ctl-verify.c */
+/* ctl-snapshot.c: waits for the job at @path as --wait does; its exit code. */
+int ctl_follow_job(Ctl *ctl, const char *path);
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */
 gboolean ctl_proxy_load(GDBusProxy *proxy, GError **error);

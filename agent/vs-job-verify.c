@@ -301,6 +301,29 @@ last_line(const char *text)
     return g_strdup("no output");
 }
 
+/* The first thing e2fsck -n would have fixed ("Inode 2 ref count is 9, should be 3."), or
+ * NULL: its questions are the findings, answered "no". */
+static char *
+first_finding(const char *text)
+{
+    g_auto(GStrv) lines = g_strsplit(text ? text : "", "\n", -1);
+
+    for (guint i = 0; lines[i]; i++) {
+        char *q = strstr(lines[i], "?  no");
+
+        if (!q && !(q = strstr(lines[i], "? no")))
+            continue;
+        /* the question itself ("Fix", "Clear", ...) goes: the finding stays */
+        while (q > lines[i] && q[-1] != '.' && q[-1] != ':')
+            q--;
+        *q = '\0';
+        g_strstrip(lines[i]);
+        if (*lines[i])
+            return g_strdup(lines[i]);
+    }
+    return NULL;
+}
+
 /* qemu-img's name for a file image opened as @format alone: a qcow2 image's backing file
  * (a guest could have written any) is never opened. */
 static char *
@@ -663,11 +686,18 @@ probe(VsJob *job, const char *path, char **type, char **pttype, GError **error)
     return TRUE;
 }
 
+/* How a file system is named: "vda" or "vda partition 2" in the lists, and the same
+ * after the disk's own "vda: " in problems. */
+#define FS_NAMES(d, part)                                                                          \
+    g_autofree char *where =                                                                       \
+        part ? g_strdup_printf("%s partition %u", d->target, part) : g_strdup(d->target);          \
+    g_autofree char *pfx = part ? g_strdup_printf("partition %u: ", part) : g_strdup("")
+
 static gboolean
-check_ext(VsJob *job, VerifyDisk *d, const char *where, const char *path, const char *type,
-          GError **error)
+check_ext(VsJob *job, VerifyDisk *d, guint part, const char *path, const char *type, GError **error)
 {
     VsVerify *v = job->verify;
+    FS_NAMES(d, part);
     g_autofree char *out = NULL;
     g_autofree char *err = NULL;
     int status;
@@ -683,8 +713,8 @@ check_ext(VsJob *job, VerifyDisk *d, const char *where, const char *path, const 
     if (status & ~1) {
         g_autofree char *why = last_line(err && *err ? err : out);
 
-        problem(v, d, "%s: the %s journal cannot be replayed (e2fsck exit %d): %s", where, type,
-                status, why);
+        problem(v, d, "%sthe %s journal cannot be replayed (e2fsck exit %d): %s", pfx, type, status,
+                why);
         return TRUE;
     }
     g_clear_pointer(&out, g_free);
@@ -700,19 +730,22 @@ check_ext(VsJob *job, VerifyDisk *d, const char *where, const char *path, const 
         return TRUE;
     }
     {
-        g_autofree char *why = last_line(status == 4 || !err || !*err ? out : err);
+        g_autofree char *why = status == 4 ? first_finding(out) : NULL;
 
-        problem(v, d, "%s: e2fsck -fn %s (exit %d): %s", where,
-                status == 4 ? "found errors in the " : "could not check the", status, why);
+        if (!why)
+            why = last_line(err && *err ? err : out);
+        problem(v, d, "%se2fsck -fn %s the %s file system (exit %d): %s", pfx,
+                status == 4 ? "found errors in" : "could not check", type, status, why);
         g_ptr_array_add(v->file_systems, g_strdup_printf("%s: %s damaged", where, type));
     }
     return TRUE;
 }
 
 static gboolean
-check_xfs(VsJob *job, VerifyDisk *d, const char *where, const char *path, GError **error)
+check_xfs(VsJob *job, VerifyDisk *d, guint part, const char *path, GError **error)
 {
     VsVerify *v = job->verify;
+    FS_NAMES(d, part);
     g_autofree char *out = NULL;
     g_autofree char *err = NULL;
     const char *argv[] = {"xfs_repair", "-n", path, NULL};
@@ -728,7 +761,7 @@ check_xfs(VsJob *job, VerifyDisk *d, const char *where, const char *path, GError
         g_autofree char *why = last_line(err && *err ? err : out);
 
         /* xfs replays its log only when mounted: a live, unfrozen copy may show this. */
-        problem(v, d, "%s: xfs_repair -n found problems (exit %d): %s%s", where, status, why,
+        problem(v, d, "%sxfs_repair -n found problems (exit %d): %s%s", pfx, status, why,
                 strstr(err ? err : "", "log") ? " (its log was not replayed)" : "");
         g_ptr_array_add(v->file_systems, g_strdup_printf("%s: xfs damaged", where));
     }
@@ -737,13 +770,14 @@ check_xfs(VsJob *job, VerifyDisk *d, const char *where, const char *path, GError
 
 /* The file system in @path, checked by the tool for its type. */
 static gboolean
-check_fs(VsJob *job, VerifyDisk *d, const char *where, const char *path, const char *type,
-         GError **error)
+check_fs(VsJob *job, VerifyDisk *d, guint part, const char *path, const char *type, GError **error)
 {
+    FS_NAMES(d, part);
+
     if (strcmp(type, "ext2") == 0 || strcmp(type, "ext3") == 0 || strcmp(type, "ext4") == 0)
-        return check_ext(job, d, where, path, type, error);
+        return check_ext(job, d, part, path, type, error);
     if (strcmp(type, "xfs") == 0)
-        return check_xfs(job, d, where, path, error);
+        return check_xfs(job, d, part, path, error);
     g_ptr_array_add(job->verify->notes,
                     g_strdup_printf("%s: %s is not a file system verify checks", where, type));
     g_ptr_array_add(job->verify->file_systems, g_strdup_printf("%s: %s not checked", where, type));
@@ -785,7 +819,6 @@ check_partitions(VsJob *job, VerifyDisk *d, const char *copy, GError **error)
         JsonObject *p = json_array_get_object_element(parts, i);
         gint64 start = json_object_get_int_member_with_default(p, "start", 0) * sector;
         gint64 size = json_object_get_int_member_with_default(p, "size", 0) * sector;
-        g_autofree char *where = g_strdup_printf("partition %u", i + 1);
         g_autofree char *base = g_strdup_printf("%s.p%u.raw", d->target, i + 1);
         g_autofree char *part = g_build_filename(v->scratch, base, NULL);
         g_autofree char *spec = file_spec("raw", copy, start, size);
@@ -799,10 +832,10 @@ check_partitions(VsJob *job, VerifyDisk *d, const char *copy, GError **error)
         if (!copy_raw(job, d, spec, part, &readable, error))
             return FALSE;
         ok = !readable || (probe(job, part, &type, &pttype, error) &&
-                           (!*type || check_fs(job, d, where, part, type, error)));
+                           (!*type || check_fs(job, d, i + 1, part, type, error)));
         if (readable && ok && !*type)
-            g_ptr_array_add(v->notes,
-                            g_strdup_printf("%s %s: no file system found", d->target, where));
+            g_ptr_array_add(v->notes, g_strdup_printf("%s partition %u: no file system found",
+                                                      d->target, i + 1));
         g_unlink(part);
         if (!ok)
             return FALSE;
@@ -827,7 +860,7 @@ deep_disk(VsJob *job, VerifyDisk *d, GError **error)
         return TRUE;
     ok = probe(job, copy, &type, &pttype, error);
     if (ok && *type)
-        ok = check_fs(job, d, d->target, copy, type, error);
+        ok = check_fs(job, d, 0, copy, type, error);
     else if (ok && *pttype)
         ok = check_partitions(job, d, copy, error);
     else if (ok)

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -162,6 +163,9 @@ def test_verify_live_snapshot_quick_and_deep(vagent, writer, snap):
     recorded = metadata(vagent, sid)['verified']
     assert recorded['deep'] is True and recorded['ok'] is True
     assert recorded['file-systems'] == ['vda: ext4 clean']
+    print(f"\nverify of {sid} ({os.path.getsize(image)} bytes on disk, "
+          f"{snap['disks'][0]['virtual-size']} virtual): {result['total-ms']} ms; "
+          f"--deep: {out['result']['total-ms']} ms")
     # The image was only read, and nothing is left: no scratch folder, no record.
     assert sha256(image) == before
     assert vagent.leftovers() == []
@@ -215,6 +219,60 @@ def test_verify_metadata_mismatch_is_corrupt(vagent, snap, what):
     assert any(p.startswith(expected) for p in recorded['problems']), recorded
 
 
+MIB = 1 << 20
+
+
+def make_partitioned_disk(path, workdir):
+    """A raw 48 MiB disk with a DOS partition table: 1 a clean ext4, 2 an ext4 with a
+    wrong link count (e2fsck -n finds it), 3 nothing."""
+    def run(*argv, **kw):
+        subprocess.run(argv, check=True, capture_output=True, **kw)
+
+    with open(path, 'wb') as f:
+        f.truncate(48 * MIB)
+    run('/usr/sbin/sfdisk', '-q', path, input=b'label: dos\nstart=2048, size=32768\n'
+        b'start=34816, size=32768\nstart=67584\n')
+    for n, damage in ((1, False), (2, True)):
+        fs = os.path.join(workdir, f'p{n}.img')
+        with open(fs, 'wb') as f:
+            f.truncate(16 * MIB)
+        run('/usr/sbin/mkfs.ext4', '-q', '-F', '-L', f'part{n}', fs)
+        if damage:
+            run('/usr/sbin/debugfs', '-w', '-R', 'set_inode_field <2> links_count 9', fs)
+        with open(fs, 'rb') as src, open(path, 'r+b') as dst:
+            dst.seek((2048 + (n - 1) * 32768) * 512)
+            dst.write(src.read())
+        os.unlink(fs)
+
+
+def test_verify_deep_partitions(lab, vagent, snap):
+    def change(meta):
+        meta['disks'] = [{'target': 'vda', 'image': 'vda.raw', 'format': 'raw',
+                          'virtual-size': 48 * MIB, 'source': ''}]
+
+    sid = plant(vagent, snap['snapshot-id'], change=change)
+    os.unlink(os.path.join(folder(vagent, sid), os.path.basename(snap['disks'][0]['image'])))
+    image = os.path.join(folder(vagent, sid), 'vda.raw')
+    make_partitioned_disk(image, lab.path())
+    before = sha256(image)
+
+    # The image itself is fine: the quick check passes.
+    props = vagent.wait_job(verify(vagent, sid))
+    assert props['State'] == 'succeeded', props['Error']
+    # --deep looks into each partition.
+    props = vagent.wait_job(verify(vagent, sid, deep=True))
+    assert props['State'] == 'failed' and props['ErrorName'] == CORRUPT, props['Error']
+    assert ('vda: partition 2: e2fsck -fn found errors in the ext4 file system (exit 4): '
+            'Inode 2 ref count is 9, should be 3.') in props['Error']
+    recorded = metadata(vagent, sid)['verified']
+    assert recorded['ok'] is False and recorded['deep'] is True
+    assert recorded['file-systems'] == ['vda partition 1: ext4 clean',
+                                        'vda partition 2: ext4 damaged']
+    assert 'vda partition 3: no file system found' in recorded['notes']
+    assert sha256(image) == before
+    assert vagent.leftovers() == []
+
+
 def test_verify_bad_input(vagent, snap):
     os.makedirs(os.path.join(vagent.snapshot_dir, 'clones'), exist_ok=True)
     (jobs_before,) = vagent.call('ListJobs')
@@ -240,7 +298,16 @@ def test_verify_bad_input(vagent, snap):
 
 
 def test_verify_cancel_leaves_nothing(vagent, snap):
-    sid = plant(vagent, snap['snapshot-id'])
+    # A disk full of data (not sparse), so that the deep copy takes a while.
+    def change(meta):
+        meta['disks'] = [{'target': 'vda', 'image': 'vda.raw', 'format': 'raw',
+                          'virtual-size': 384 * MIB, 'source': ''}]
+
+    sid = plant(vagent, snap['snapshot-id'], change=change)
+    os.unlink(os.path.join(folder(vagent, sid), os.path.basename(snap['disks'][0]['image'])))
+    with open(os.path.join(folder(vagent, sid), 'vda.raw'), 'wb') as f:
+        for _ in range(384):
+            f.write(b'\x5a' * MIB)
     path = verify(vagent, sid, deep=True)
     props = vagent.wait_job(path, until=('deep-check', 'succeeded', 'failed', 'cancelled'))
     assert props['Phase'] == 'deep-check', props
@@ -249,7 +316,8 @@ def test_verify_cancel_leaves_nothing(vagent, snap):
     assert props['State'] == 'cancelled', props
     assert props['ErrorName'] == 'org.virtsnap.Error.Cancelled'
     assert 'verified' not in metadata(vagent, sid)
-    assert vagent.leftovers() == []
+    assert vagent.leftovers() == []  # the partial copy went with its folder
+    shutil.rmtree(folder(vagent, sid))
 
 
 def test_scratch_left_by_a_crash_goes_at_start(vagent, snap):
@@ -363,3 +431,23 @@ def test_keep_skips_held_snapshot(lab, vagent, writer, snap):
             assert f'removed snapshot {older}' in log
         finally:
             assert agent.ctl('policy', 'clear', 'writer').returncode == 0
+
+
+# ---- access ------------------------------------------------------------------------------
+
+@pytest.mark.system_only
+def test_outsider_cannot_verify_member_can(lab, vagent, snap):
+    """Verify writes the snapshot's metadata and reads its images as root: a mutating
+    call, authorized through polkit action org.virtsnap.snapshot.verify."""
+    sid = snap['snapshot-id']
+    before = metadata(vagent, sid)
+    res = vagent.ctl_as(lab.users['outsider'], 'verify', sid, '--wait')
+    out = res.stdout + res.stderr
+    assert res.returncode == 10, out
+    assert 'org.virtsnap.Error.PermissionDenied' in out and 'org.virtsnap.snapshot.verify' in out
+    assert metadata(vagent, sid) == before
+    assert 'authorization: VerifySnapshot denied' in vagent.log_text()
+
+    res = vagent.ctl_as(lab.users['member'], 'verify', sid, '--wait')
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert metadata(vagent, sid)['verified']['time'] != before.get('verified', {}).get('time')

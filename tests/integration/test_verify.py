@@ -297,17 +297,23 @@ def test_verify_bad_input(vagent, snap):
     assert vagent.ctl('verify', snap['snapshot-id'], '--colour').returncode == 2
 
 
-def test_verify_cancel_leaves_nothing(vagent, snap):
-    # A disk full of data (not sparse), so that the deep copy takes a while.
+def plant_full_disk(vagent, snap, mib=384):
+    """A planted snapshot whose one disk is raw and full of data (not sparse), so that a
+    deep verification's copy takes a while."""
     def change(meta):
         meta['disks'] = [{'target': 'vda', 'image': 'vda.raw', 'format': 'raw',
-                          'virtual-size': 384 * MIB, 'source': ''}]
+                          'virtual-size': mib * MIB, 'source': ''}]
 
     sid = plant(vagent, snap['snapshot-id'], change=change)
     os.unlink(os.path.join(folder(vagent, sid), os.path.basename(snap['disks'][0]['image'])))
     with open(os.path.join(folder(vagent, sid), 'vda.raw'), 'wb') as f:
-        for _ in range(384):
+        for _ in range(mib):
             f.write(b'\x5a' * MIB)
+    return sid
+
+
+def test_verify_cancel_leaves_nothing(vagent, snap):
+    sid = plant_full_disk(vagent, snap)
     path = verify(vagent, sid, deep=True)
     props = vagent.wait_job(path, until=('deep-check', 'succeeded', 'failed', 'cancelled'))
     assert props['Phase'] == 'deep-check', props
@@ -318,6 +324,22 @@ def test_verify_cancel_leaves_nothing(vagent, snap):
     assert 'verified' not in metadata(vagent, sid)
     assert vagent.leftovers() == []  # the partial copy went with its folder
     shutil.rmtree(folder(vagent, sid))
+
+
+def test_delete_during_verify_is_safe(vagent, snap):
+    """A verification holds nothing: the snapshot may be deleted meanwhile, and the
+    verification's record never brings back a folder."""
+    sid = plant_full_disk(vagent, snap)
+    path = verify(vagent, sid, deep=True)
+    props = vagent.wait_job(path, until=('deep-check', 'succeeded', 'failed', 'cancelled'))
+    assert props['Phase'] == 'deep-check', props
+    vagent.call('DeleteSnapshot', GLib.Variant('(s)', (sid,)))
+    props = vagent.wait_job(path)
+    assert props['State'] == 'failed', props
+    assert props['ErrorName'] == 'org.virtsnap.Error.NoSuchSnapshot', props['Error']
+    assert 'was deleted while it was verified' in props['Error']
+    assert not os.path.exists(folder(vagent, sid))
+    assert vagent.leftovers() == []
 
 
 def test_scratch_left_by_a_crash_goes_at_start(vagent, snap):

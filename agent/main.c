@@ -12,6 +12,7 @@
 #include "vs-build-config.h"
 #include "vs-config.h"
 #include "vs-dirs.h"
+#include "vs-job-verify.h"
 #include "vs-error.h"
 #include "vs-libvirt.h"
 #include "vs-manager.h"
@@ -180,6 +181,7 @@ main(int argc, char **argv)
     if (!vs_dirs_prepare(config->snapshot_dir, config->state_dir,
                          geteuid() == 0 && !strstr(config->uri, "/session"), &error))
         return startup_failed(error, 1);
+    vs_verify_sweep(config->snapshot_dir); /* before any job: no verification runs yet */
 
     (void)vs_error_quark(); /* registers the D-Bus error names */
     virSetErrorFunc(NULL, silent_libvirt_errors);

@@ -31,6 +31,8 @@ static const VsAuthRule rules[] = {
     {VS_AGENT_INTERFACE, "ExportSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
     {VS_AGENT_INTERFACE, "ListExports", VS_AUTH_READ, NULL},
     {VS_EXPORT_INTERFACE, "Remove", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
+    /* verify */
+    {VS_AGENT_INTERFACE, "VerifySnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_VERIFY},
 };
 
 #define POLKIT_NAME                   "org.freedesktop.PolicyKit1"

@@ -24,6 +24,9 @@ typedef enum {
     VS_PHASE_OVERLAY,       /* clone: a qcow2 overlay per disk (rbd: an RBD clone) */
     VS_PHASE_DEFINE,        /* clone: define its domain, publish its folder */
     VS_PHASE_START,         /* clone: start it (option "start") */
+    VS_PHASE_CHECK,         /* verify: qemu-img check and info of every image, or its RBD snap */
+    VS_PHASE_DEEP_CHECK,    /* verify --deep: e2fsck -fn / xfs_repair -n of a private copy */
+    VS_PHASE_RECORD,        /* verify: "verified" into metadata.json */
     VS_PHASE_CATALOG,       /* metadata, publish the folder */
     VS_PHASE_DONE,
     VS_PHASE_UNDO, /* the one way back, on failure, cancel or recovery */
@@ -106,6 +109,7 @@ extern const VsJobMethod vs_job_method_offline; /* a domain that is off */
 extern const VsJobMethod vs_job_method_rbd;
 extern const VsJobMethod vs_job_method_recovery; /* no steps: only undo */
 extern const VsJobMethod vs_job_method_clone;    /* a new domain from a snapshot */
+extern const VsJobMethod vs_job_method_verify;   /* reads a finished snapshot's images */
 
 /* @phase's step in @method, or NULL (the engine's own states, or not one of its steps). */
 const VsJobStep *vs_job_method_step(const VsJobMethod *method, VsPhase phase);

@@ -94,6 +94,9 @@ struct _VsJob {
     /* clone (vs-job-clone.c) */
     VsClonePlan *clone_plan;
     GPtrArray *clone_plan_disks; /* VsPlanDisk*: what job->disks borrow for a full copy */
+    /* verify (vs-job-verify.c) */
+    struct _VsVerify *verify;
+    gboolean domain_untouched; /* changes nothing of its domain: not a job "on" it */
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of

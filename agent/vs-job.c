@@ -4,6 +4,7 @@
  * follows a step; every failure and cancel goes through undo (vs-job-undo.c). Blocking
  * calls run in GTask threads; steps report their end through job->step_done. */
 #include "vs-job-private.h"
+#include "vs-job-verify.h"
 #include "vs-catalog.h"
 #include "vs-clone.h"
 #include "vs-error.h"
@@ -371,6 +372,18 @@ vs_job_holds_disks_offline(VsJob *self)
 }
 
 gboolean
+vs_job_made_snapshot(VsJob *self)
+{
+    return self->plan && vs_job_succeeded(self);
+}
+
+gboolean
+vs_job_touches_domain(VsJob *self)
+{
+    return !self->domain_untouched;
+}
+
+gboolean
 vs_job_is_queued(VsJob *self)
 {
     return self->phase == VS_PHASE_QUEUED;
@@ -421,6 +434,7 @@ vs_job_finalize(GObject *object)
     g_free(self->fsid);
     g_clear_pointer(&self->facts, g_variant_unref);
     vs_config_free(self->config);
+    g_clear_pointer(&self->verify, vs_verify_free);
     G_OBJECT_CLASS(vs_job_parent_class)->finalize(object);
 }
 

@@ -44,4 +44,10 @@ const char *vs_job_get_domain(VsJob *self);
 gboolean vs_job_holds_disks_offline(VsJob *self);
 gboolean vs_job_is_queued(VsJob *self);
 
+/* Whether the job made a new snapshot (a snapshot job that succeeded). */
+gboolean vs_job_made_snapshot(VsJob *self);
+/* FALSE for a job that only reads a finished snapshot (verify): other jobs and hooks of
+ * its domain go on. */
+gboolean vs_job_touches_domain(VsJob *self);
+
 G_END_DECLS

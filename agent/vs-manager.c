@@ -13,6 +13,7 @@
 #include "vs-holds.h"
 #include "vs-inventory.h"
 #include "vs-job.h"
+#include "vs-job-verify.h"
 #include "vs-log.h"
 #include "vs-plan.h"
 #include "vs-policy.h"
@@ -380,7 +381,9 @@ list_snapshots_thread(GTask *task, gpointer source, gpointer data, GCancellable 
     g_autoptr(GPtrArray) holders =
         vs_holds_scan(self->config->snapshot_dir, self->config->state_dir);
 
-    g_task_return_pointer(task, g_variant_ref_sink(vs_holds_annotate_list(list, holders, cc->conn)),
+    g_autoptr(GVariant) used = g_variant_ref_sink(vs_holds_annotate_list(list, holders, cc->conn));
+
+    g_task_return_pointer(task, g_variant_ref_sink(vs_verify_annotate_list(used)),
                           (GDestroyNotify)g_variant_unref);
 }
 
@@ -519,6 +522,77 @@ handle_clone_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation,
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* ---- verify ----------------------------------------------------------------------------- */
+
+typedef struct {
+    char *id;
+    gboolean deep;
+} VerifyCall;
+
+static void
+verify_call_free(gpointer p)
+{
+    VerifyCall *vc = p;
+
+    g_free(vc->id);
+    g_free(vc);
+}
+
+/* metadata.json is read off the loop; a missing snapshot is answered at once. */
+static void
+verify_load_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    VsManager *self = source;
+    VerifyCall *vc = data;
+    GError *error = NULL;
+    VsVerify *v = vs_verify_load(self->config->snapshot_dir, vc->id, &error);
+
+    if (v)
+        g_task_return_pointer(task, v, (GDestroyNotify)vs_verify_free);
+    else
+        g_task_return_error(task, error);
+}
+
+static void
+verify_load_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GDBusMethodInvocation) invocation = user_data;
+    VsManager *self = VS_MANAGER(source);
+    VerifyCall *vc = g_task_get_task_data(G_TASK(result));
+    g_autoptr(GError) error = NULL;
+    VsVerify *v = g_task_propagate_pointer(G_TASK(result), &error);
+    VsJob *job;
+
+    if (!v) {
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return;
+    }
+    job = vs_queue_add(self->queue, vs_job_new_verify(vs_queue_take_id(self->queue), self->config,
+                                                      self->libvirt, v, vc->deep));
+    vs_dbus_agent1_complete_verify_snapshot(self->skeleton, invocation, vs_job_get_path(job));
+    vs_queue_schedule(self->queue);
+}
+
+static gboolean
+handle_verify_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *id,
+                       GVariant *options, VsManager *self)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GTask) task = NULL;
+    VerifyCall *vc = g_new0(VerifyCall, 1);
+
+    if (!vs_verify_parse_options(options, &vc->deep, &error)) {
+        verify_call_free(vc);
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+    vc->id = g_strdup(id);
+    task = g_task_new(self, NULL, verify_load_done, g_object_ref(invocation));
+    g_task_set_task_data(task, vc, verify_call_free);
+    g_task_run_in_thread(task, verify_load_thread);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
                   const char *operation, const char *sub_operation, const char *extra,
@@ -574,7 +648,8 @@ vs_manager_is_idle(VsManager *self)
 static void
 on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
 {
-    if (vs_job_succeeded(job))
+    /* Only a new snapshot changes what a policy's keep counts. */
+    if (vs_job_made_snapshot(job))
         vs_queue_prune(self->queue, vs_job_get_uuid(job),
                        vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
 }
@@ -696,6 +771,9 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     g_signal_connect(self->skeleton, "handle-export-snapshot", G_CALLBACK(handle_export_snapshot),
                      self);
     g_signal_connect(self->skeleton, "handle-list-exports", G_CALLBACK(handle_list_exports), self);
+    /* verify */
+    g_signal_connect(self->skeleton, "handle-verify-snapshot", G_CALLBACK(handle_verify_snapshot),
+                     self);
     g_signal_connect(libvirt, "domain-event", G_CALLBACK(on_domain_event), self);
     g_signal_connect(libvirt, "notify::connected", G_CALLBACK(on_connected_changed), self);
     return self;

@@ -50,8 +50,9 @@ vs_queue_find_active(VsQueue *self, const char *name_or_uuid)
     for (guint i = 0; i < self->jobs->len; i++) {
         VsJob *job = g_ptr_array_index(self->jobs, i);
 
-        if (!vs_job_is_finished(job) && (g_strcmp0(vs_job_get_uuid(job), name_or_uuid) == 0 ||
-                                         g_strcmp0(vs_job_get_domain(job), name_or_uuid) == 0))
+        if (!vs_job_is_finished(job) && vs_job_touches_domain(job) &&
+            (g_strcmp0(vs_job_get_uuid(job), name_or_uuid) == 0 ||
+             g_strcmp0(vs_job_get_domain(job), name_or_uuid) == 0))
             return job;
     }
     return NULL;

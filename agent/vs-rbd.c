@@ -507,3 +507,17 @@ vs_rbd_remove(VsRbdCluster *cluster, const char *pool, const char *ns, const cha
         return TRUE;
     return r < 0 ? set_rbd_error(error, r, "cannot remove RBD image %s/%s", pool, name) : TRUE;
 }
+
+/* ---- verify (vs-job-verify.c) ------------------------------------------------------------ */
+
+gboolean
+vs_rbd_snap_is_protected(VsRbdImage *img, const char *snap, gboolean *is_protected, GError **error)
+{
+    int prot = 0;
+    int r = rbd_snap_is_protected(img->image, snap, &prot);
+
+    if (r < 0)
+        return set_rbd_error(error, r, "RBD snapshot %s@%s", img->name, snap);
+    *is_protected = prot != 0;
+    return TRUE;
+}

@@ -79,6 +79,10 @@ gboolean vs_rbd_remove(VsRbdCluster *cluster, const char *pool, const char *ns, 
  * of its own is VS_ERROR_BUSY and stays. */
 gboolean vs_rbd_delete_snapshot_disk(const VsRbdConfig *config, GVariant *rbd, GError **error);
 
+/* Whether @snap of @image exists (else VS_ERROR_NO_SUCH_DISK) and is protected. */
+gboolean vs_rbd_snap_is_protected(VsRbdImage *image, const char *snap, gboolean *is_protected,
+                                  GError **error);
+
 /* Closes cached connections nobody uses. */
 void vs_rbd_close_idle(void);
 

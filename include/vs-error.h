@@ -25,6 +25,7 @@ typedef enum {
     VS_ERROR_TIMEOUT,          /* .Timeout */
     VS_ERROR_CANCELLED,        /* .Cancelled */
     VS_ERROR_PERMISSION_DENIED, /* .PermissionDenied */
+    VS_ERROR_CORRUPT,           /* .Corrupt: verification found a damaged or mismatched image */
     VS_ERROR_LAST_CODE,
 } VsError;
 

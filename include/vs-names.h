@@ -34,6 +34,8 @@
 #define VS_OPT_CLONE_NAME  "name"  /* s, required: the clone domain's name (as a snapshot name) */
 #define VS_OPT_CLONE_START "start" /* b: start the clone once defined */
 #define VS_OPT_CLONE_FULL  "full"  /* b: copy the images instead of overlays on the snapshot's */
+/* VerifySnapshot options (a{sv}) */
+#define VS_OPT_DEEP "deep" /* b: also check the file systems (e2fsck -fn, xfs_repair -n) */
 
 /* Job states, as seen in Job1.State */
 #define VS_STATE_QUEUED      "queued"
@@ -59,6 +61,9 @@
 #define VS_PHASE_NAME_OVERLAY       "overlay" /* clone */
 #define VS_PHASE_NAME_DEFINE        "define"  /* clone */
 #define VS_PHASE_NAME_START         "start"   /* clone */
+#define VS_PHASE_NAME_CHECK         "check"
+#define VS_PHASE_NAME_DEEP_CHECK    "deep-check"
+#define VS_PHASE_NAME_RECORD        "record"
 #define VS_PHASE_NAME_CATALOG       "catalog"
 #define VS_PHASE_NAME_DONE          "done"
 #define VS_PHASE_NAME_UNDO          "cleanup"
@@ -75,6 +80,7 @@
 #define VS_ACTION_JOB_CANCEL      "org.virtsnap.job.cancel"
 #define VS_ACTION_SNAPSHOT_CLONE  "org.virtsnap.snapshot.clone"
 #define VS_ACTION_SNAPSHOT_EXPORT "org.virtsnap.snapshot.export"
+#define VS_ACTION_SNAPSHOT_VERIFY "org.virtsnap.snapshot.verify"
 /* Who may change things when polkitd is not there (and in the shipped rule): root and
  * this group, like libvirt's own policy. */
 #define VS_ADMIN_GROUP "libvirt"

@@ -46,6 +46,8 @@ ctl_exit_code(const GError *error)
         return EXIT_CANCELLED;
     case VS_ERROR_PERMISSION_DENIED:
         return EXIT_DENIED;
+    case VS_ERROR_CORRUPT:
+        return EXIT_CORRUPT;
     default:
         return EXIT_FAILED;
     }
@@ -310,6 +312,25 @@ ctl_job_summary(VsDbusJob1 *job)
     return g_variant_builder_end(&b);
 }
 
+/* A verify job's Result: what was checked and what was found. */
+static void
+print_verify_result(GVariant *result)
+{
+    static const char *const lists[] = {"file-systems", "notes", "problems"};
+
+    g_print("  snapshot: %s (name %s) verified %s%s: %s\n", dict_str(result, "snapshot-id"),
+            dict_str(result, "name"), dict_str(result, "verified"),
+            dict_bool(result, "deep") ? " (deep)" : "", dict_bool(result, "ok") ? "ok" : "FAILED");
+    for (guint l = 0; l < G_N_ELEMENTS(lists); l++) {
+        g_autofree const char **items = NULL;
+
+        if (!g_variant_lookup(result, lists[l], "^a&s", &items))
+            continue;
+        for (guint i = 0; items[i]; i++)
+            g_print("  %s: %s\n", lists[l], items[i]);
+    }
+}
+
 static void
 print_result_human(GVariant *result)
 {
@@ -317,6 +338,10 @@ print_result_human(GVariant *result)
     g_autoptr(GVariant) cold = g_variant_lookup_value(result, "downtime-ms", NULL);
     const char *note = dict_str(result, "quiesce-note");
 
+    if (*dict_str(result, "verified")) {
+        print_verify_result(result);
+        return;
+    }
     g_print("  snapshot: %s (name %s)\n", dict_str(result, "snapshot-id"),
             dict_str(result, "name"));
     if (cold)

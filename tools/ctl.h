@@ -22,6 +22,7 @@ enum {
     EXIT_NOT_CONNECTED = 8,
     EXIT_CANCELLED = 9,
     EXIT_DENIED = 10,
+    EXIT_CORRUPT = 11, /* verify found a problem */
 };
 
 typedef struct {
@@ -60,6 +61,7 @@ int ctl_wait_for_job(Ctl *ctl, const char *path);
 int ctl_mount(Ctl *ctl, const Invocation *inv); /* ctl-browse.c */
 int ctl_umount(Ctl *ctl, const Invocation *inv);
 int ctl_exports(Ctl *ctl, const Invocation *inv);
+int ctl_verify(Ctl *ctl, const Invocation *inv); /* ctl-verify.c */
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */
 gboolean ctl_proxy_load(GDBusProxy *proxy, GError **error);

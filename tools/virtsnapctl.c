@@ -131,6 +131,14 @@ static const CtlOption mount_options[] = {
     {NULL},
 };
 
+static const CtlOption verify_options[] = {
+    {"deep", 0, OPT_FLAG, NULL,
+     "Also check the file systems (e2fsck -fn, xfs_repair -n on a private copy)"},
+    {"wait", 'w', OPT_FLAG, NULL,
+     "Wait for the job and exit with its outcome (11: the snapshot failed verification)"},
+    {NULL},
+};
+
 typedef struct _Command {
     const char *name;
     const char *synopsis; /* the arguments, for "Usage:" */
@@ -172,6 +180,12 @@ static const Command commands[] = {
      "the clone is defined); --full copies the images instead. Prints the job path; with "
      "--wait, waits for it.",
      2, 2, clone_options, ctl_clone},
+    {"verify", "ID", "Check a snapshot's images (and with --deep its file systems)",
+     "qemu-img check of every image against its recorded format and virtual size (an RBD disk: "
+     "its image and protected snap); --deep also runs e2fsck -fn / xfs_repair -n on a private "
+     "copy. The images are only read. The outcome is recorded in the snapshot's metadata "
+     "(virtsnapctl snapshots shows it).",
+     1, 1, verify_options, ctl_verify},
     {"policy", "show|set|clear DOMAIN [KEY=VALUE...]", "Show, set or clear a domain's policy",
      "Keys: every=30s|15m|6h|1d|none, on-stop=none|snapshot, keep=1..10000, "
      "quiesce=off|try|require, method=auto|live|cold|rbd, format=qcow2|raw. "

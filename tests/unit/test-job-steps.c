@@ -323,6 +323,37 @@ test_dbus_view(void)
     g_assert_false(g_variant_lookup(result, "flattened", "b", &b));
 }
 
+/* verify: check, deep-check (only with deep), record; it changes no domain, so no step
+ * has anything of one to undo, and the record is never cut short. Failure and cancel at
+ * each step go through undo (its scratch folder). */
+static void
+test_verify_steps(void)
+{
+    static const char *const phases[] = {"check", "deep-check", "record", NULL};
+    const VsJobMethod *m = &vs_job_method_verify;
+    VsPhase phase = VS_PHASE_QUEUED;
+
+    g_assert_cmpstr(m->name, ==, "verify");
+    g_assert_cmpuint(m->n_steps, ==, 3);
+    for (guint i = 0; phases[i]; i++) {
+        const VsJobStep *s;
+
+        phase = vs_job_method_next_step(m, phase, VS_OUTCOME_OK);
+        g_assert_cmpstr(vs_phase_name(phase), ==, phases[i]);
+        s = vs_job_method_step(m, phase);
+        g_assert_nonnull(s);
+        g_assert_nonnull(s->thread);
+        g_assert_cmpuint(s->undo, ==, 0);
+        g_assert_cmpint(!!(s->flags & VS_STEP_NOT_CANCELLABLE), ==, phase == VS_PHASE_RECORD);
+        g_assert_cmpint(s->flags & (VS_STEP_DISKS_OFFLINE | VS_STEP_WAITS_EVENTS), ==, 0);
+        g_assert_cmpint(s->wanted != NULL, ==, phase == VS_PHASE_DEEP_CHECK);
+        g_assert_cmpint(vs_job_method_next_step(m, phase, VS_OUTCOME_FAILED), ==, VS_PHASE_UNDO);
+        g_assert_cmpint(vs_job_method_next_step(m, phase, VS_OUTCOME_CANCELLED), ==, VS_PHASE_UNDO);
+    }
+    g_assert_cmpint(vs_job_method_next_step(m, phase, VS_OUTCOME_OK), ==, VS_PHASE_DONE);
+    g_assert_null(m->block_job);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -335,6 +366,7 @@ main(int argc, char **argv)
     g_test_add_func("/job-steps/step-flags", test_step_flags);
     g_test_add_func("/job-steps/undo-parts", test_undo_parts);
     g_test_add_func("/job-steps/phase-words", test_phase_words);
+    g_test_add_func("/job-steps/verify", test_verify_steps);
     g_test_add_func("/result/metadata-view", test_metadata_view);
     g_test_add_func("/result/dbus-view", test_dbus_view);
     return g_test_run();

@@ -25,6 +25,8 @@ static const VsAuthRule rules[] = {
     {VS_AGENT_INTERFACE, "ClearPolicy", VS_AUTH_POLKIT, VS_ACTION_POLICY_SET},
     {VS_AGENT_INTERFACE, "HookEvent", VS_AUTH_ROOT, NULL},
     {VS_JOB_INTERFACE, "Cancel", VS_AUTH_POLKIT, VS_ACTION_JOB_CANCEL},
+    /* revert */
+    {VS_AGENT_INTERFACE, "RevertSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_REVERT},
 };
 
 #define POLKIT_NAME                   "org.freedesktop.PolicyKit1"

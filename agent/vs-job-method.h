@@ -21,6 +21,8 @@ typedef enum {
     VS_PHASE_EXTRACT,       /* cold: qemu-img convert each disk's chain into an image */
     VS_PHASE_CLONE,         /* rbd: protect, clone, (flatten), protected "snap" on the clone */
     VS_PHASE_RESTORE,       /* cold: start the domain again from its managed save */
+    VS_PHASE_STOP,          /* revert: shut the domain down (only with stop) */
+    VS_PHASE_WRITE_BACK,    /* revert: qemu-img convert -n the snapshot into each disk */
     VS_PHASE_CATALOG,       /* metadata, publish the folder */
     VS_PHASE_DONE,
     VS_PHASE_UNDO, /* the one way back, on failure, cancel or recovery */
@@ -57,7 +59,8 @@ typedef enum {
     VS_UNDO_THAW = 1 << 3,     /* thaw a freeze that may still hold */
     VS_UNDO_REDEFINE = 1 << 4, /* define the domain we undefined again */
     VS_UNDO_RBD = 1 << 5,      /* remove our clone and our snapshot in the cluster */
-    VS_UNDO_ALL = (1 << 6) - 1,
+    VS_UNDO_REVERT = 1 << 6,   /* write the safety copy back, drop the safety snapshot */
+    VS_UNDO_ALL = (1 << 7) - 1,
 } VsUndoParts;
 
 typedef struct _VsJob VsJob;
@@ -100,7 +103,9 @@ extern const VsJobMethod vs_job_method_live;
 extern const VsJobMethod vs_job_method_cold;    /* a running or paused domain: saved first */
 extern const VsJobMethod vs_job_method_offline; /* a domain that is off */
 extern const VsJobMethod vs_job_method_rbd;
-extern const VsJobMethod vs_job_method_recovery; /* no steps: only undo */
+extern const VsJobMethod vs_job_method_recovery;      /* no steps: only undo */
+extern const VsJobMethod vs_job_method_revert;        /* with a safety snapshot */
+extern const VsJobMethod vs_job_method_revert_unsafe; /* safety=false */
 
 /* @phase's step in @method, or NULL (the engine's own states, or not one of its steps). */
 const VsJobStep *vs_job_method_step(const VsJobMethod *method, VsPhase phase);

@@ -88,6 +88,9 @@ struct _VsJob {
     gboolean flatten;
     VsConfig *config;
     char *fsid;
+
+    /* revert (vs-job-revert.c) */
+    struct _VsRevert *revert;
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of

@@ -5,6 +5,7 @@
 #include "vs-job-private.h"
 #include "vs-domain-xml.h"
 #include "vs-error.h"
+#include "vs-revert.h"
 #include "vs-util.h"
 #include "vs-virt-util.h"
 
@@ -173,6 +174,8 @@ vs_job_undo_thread(VsJob *job, GError **error)
         if ((r->clone_made || r->snap_made) && !undo_rbd(job, r, error))
             return FALSE; /* the journal keeps it; the next start tries again */
     }
+    if ((parts & VS_UNDO_REVERT) && j->revert_of && !vs_revert_undo(job, dom, error))
+        return FALSE; /* the journal keeps it; the next start tries again */
     if (j->folder && !vs_remove_flat_dir(j->folder, error))
         return FALSE;
     vs_journal_remove(job->state_dir, j->snapshot_id);

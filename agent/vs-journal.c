@@ -27,6 +27,18 @@ rbd_item_free(gpointer p)
     g_free(r);
 }
 
+static void
+revert_disk_free(gpointer p)
+{
+    VsJournalRevertDisk *r = p;
+
+    g_free(r->target);
+    g_free(r->image);
+    g_free(r->format);
+    g_free(r->safety);
+    g_free(r);
+}
+
 VsJournalEntry *
 vs_journal_entry_new(void)
 {
@@ -34,6 +46,7 @@ vs_journal_entry_new(void)
 
     entry->copies = g_ptr_array_new_with_free_func(g_free);
     entry->rbd = g_ptr_array_new_with_free_func(rbd_item_free);
+    entry->revert_disks = g_ptr_array_new_with_free_func(revert_disk_free);
     return entry;
 }
 
@@ -50,6 +63,8 @@ vs_journal_entry_free(VsJournalEntry *entry)
     g_free(entry->saved_xml);
     g_ptr_array_unref(entry->copies);
     g_ptr_array_unref(entry->rbd);
+    g_free(entry->revert_of);
+    g_ptr_array_unref(entry->revert_disks);
     g_free(entry);
 }
 
@@ -90,6 +105,23 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
             vs_json_add_string(b, fields[f][0], fields[f][1]);
         vs_json_add_bool(b, "snap-made", r->snap_made);
         vs_json_add_bool(b, "clone-made", r->clone_made);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    /* revert */
+    vs_json_add_string(b, "revert-of", entry->revert_of ? entry->revert_of : "");
+    vs_json_add_bool(b, "revert-writing", entry->revert_writing);
+    vs_json_add_bool(b, "revert-published", entry->revert_published);
+    json_builder_set_member_name(b, "revert-disks");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < entry->revert_disks->len; i++) {
+        VsJournalRevertDisk *r = g_ptr_array_index(entry->revert_disks, i);
+
+        json_builder_begin_object(b);
+        vs_json_add_string(b, "target", r->target);
+        vs_json_add_string(b, "image", r->image);
+        vs_json_add_string(b, "format", r->format);
+        vs_json_add_string(b, "safety", r->safety ? r->safety : "");
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -154,6 +186,30 @@ vs_journal_entry_from_json(const char *json, GError **error)
             r->snap_made = json_object_get_boolean_member_with_default(ro, "snap-made", FALSE);
             r->clone_made = json_object_get_boolean_member_with_default(ro, "clone-made", FALSE);
             g_ptr_array_add(entry->rbd, r);
+        }
+    }
+    /* revert */
+    if (*json_object_get_string_member_with_default(o, "revert-of", ""))
+        entry->revert_of = g_strdup(json_object_get_string_member(o, "revert-of"));
+    entry->revert_writing = json_object_get_boolean_member_with_default(o, "revert-writing", FALSE);
+    entry->revert_published =
+        json_object_get_boolean_member_with_default(o, "revert-published", FALSE);
+    if (json_object_has_member(o, "revert-disks") &&
+        JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "revert-disks"))) {
+        JsonArray *items = json_object_get_array_member(o, "revert-disks");
+
+        for (guint i = 0; i < json_array_get_length(items); i++) {
+            JsonObject *ro = json_array_get_object_element(items, i);
+            VsJournalRevertDisk *r;
+
+            if (!ro)
+                continue;
+            r = g_new0(VsJournalRevertDisk, 1);
+            r->target = g_strdup(json_object_get_string_member_with_default(ro, "target", ""));
+            r->image = g_strdup(json_object_get_string_member_with_default(ro, "image", ""));
+            r->format = g_strdup(json_object_get_string_member_with_default(ro, "format", ""));
+            r->safety = g_strdup(json_object_get_string_member_with_default(ro, "safety", ""));
+            g_ptr_array_add(entry->revert_disks, r);
         }
     }
     copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;

@@ -17,6 +17,14 @@ typedef struct {
     gboolean clone_made;
 } VsJournalRbd;
 
+/* revert: one disk being written back, and where its safety copy is. */
+typedef struct {
+    char *target;
+    char *image;  /* the disk's top image, written in place */
+    char *format; /* its format */
+    char *safety; /* the safety snapshot's image of it ("" without one) */
+} VsJournalRevertDisk;
+
 typedef struct {
     char *snapshot_id;
     char *domain;
@@ -30,6 +38,11 @@ typedef struct {
     gboolean suspended; /* we paused the vCPUs */
     gboolean saved;     /* we managed-saved the domain and have not started it again */
     GPtrArray *rbd;     /* VsJournalRbd* */
+    /* revert: snapshot_id and folder are the safety snapshot's */
+    char *revert_of;           /* the snapshot put back (NULL: not a revert) */
+    gboolean revert_writing;   /* the disks below may be partly written */
+    gboolean revert_published; /* the safety snapshot is in the catalog */
+    GPtrArray *revert_disks;   /* VsJournalRevertDisk* */
 } VsJournalEntry;
 
 VsJournalEntry *vs_journal_entry_new(void);

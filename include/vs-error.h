@@ -25,6 +25,8 @@ typedef enum {
     VS_ERROR_TIMEOUT,          /* .Timeout */
     VS_ERROR_CANCELLED,        /* .Cancelled */
     VS_ERROR_PERMISSION_DENIED, /* .PermissionDenied */
+    /* revert */
+    VS_ERROR_RUNNING, /* .Running: the domain runs; the method needs it shut off */
     VS_ERROR_LAST_CODE,
 } VsError;
 

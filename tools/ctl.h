@@ -52,6 +52,11 @@ int ctl_cancel(Ctl *ctl, const Invocation *inv);
 int ctl_snapshots(Ctl *ctl, const Invocation *inv); /* ctl-catalog.c */
 int ctl_delete(Ctl *ctl, const Invocation *inv);
 int ctl_policy(Ctl *ctl, const Invocation *inv); /* ctl-policy.c */
+int ctl_revert(Ctl *ctl, const Invocation *inv); /* ctl-revert.c */
+
+/* ctl-snapshot.c: shared with the commands that start jobs of other kinds. */
+int ctl_wait_for_job(Ctl *ctl, const char *path);
+gboolean ctl_parse_size(const char *text, guint64 *out);
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */
 gboolean ctl_proxy_load(GDBusProxy *proxy, GError **error);

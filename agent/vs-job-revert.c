@@ -260,8 +260,12 @@ vs_revert_check(virConnectPtr conn, const char *snapshot_dir, const char *id,
 
     r->opts = *opts;
     /* Ids start with a digit: "clones" and other folders are never snapshots. */
-    if (!vs_name_is_valid(id) || !g_ascii_isdigit(id[0])) {
+    if (!vs_name_is_valid(id)) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "'%s' is not a snapshot id", id);
+        return NULL;
+    }
+    if (!g_ascii_isdigit(id[0])) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT, "no snapshot with id '%s'", id);
         return NULL;
     }
     r->id = g_strdup(id);
@@ -745,7 +749,7 @@ write_back_safety(VsJournalRevertDisk *jd, GError **error)
         g_clear_error(&local);
         if ((out = vs_qemu_img_run_sync(args, &local)))
             return TRUE;
-        if (!strstr(local->message, "lock"))
+        if (!strstr(local->message, "lock") && !strstr(local->message, "another process"))
             break;
         g_usleep(500 * 1000);
     }

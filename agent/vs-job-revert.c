@@ -4,11 +4,10 @@
  * and backing reference; the domain's XML is never touched). First the current content
  * becomes an ordinary snapshot (the safety snapshot), so that undo -- after a failure, a
  * cancel or a crash -- writes it back: a disk ends with its old or its new content. */
-#include "vs-revert.h"
+#include "vs-revert-private.h"
 #include "vs-catalog.h"
 #include "vs-convert.h"
 #include "vs-error.h"
-#include "vs-job-private.h"
 #include "vs-names.h"
 #include "vs-qemu-img.h"
 #include "vs-result.h"
@@ -21,34 +20,16 @@
 /* How long a guest gets to shut down cleanly before it is destroyed (stop=true). */
 #define SHUTDOWN_TIMEOUT_S 60
 
-typedef struct {
-    char *target;
-    char *image;  /* the snapshot's image of the disk */
-    char *format; /* its format */
-    guint64 size; /* virtual size */
-} RevertDisk;
-
-struct _VsRevert {
-    VsRevertOptions opts;
-    char *id, *name, *dir; /* the snapshot put back */
-    VsPlan *plan;          /* the domain at the check; the job takes it */
-    GPtrArray *disks;      /* RevertDisk*, the snapshot's */
-    GStrv targets;
-    /* the job's */
-    gboolean stopped;
-    char *stop_note;
-    guint index; /* write-back: the disk being written */
-    gint64 t_write_start, t_write_end;
-};
-
 static void
 revert_disk_free(gpointer p)
 {
-    RevertDisk *d = p;
+    VsRevertDisk *d = p;
 
     g_free(d->target);
     g_free(d->image);
     g_free(d->format);
+    g_free(d->rbd_parent);
+    g_free(d->rbd_snap);
     g_free(d);
 }
 
@@ -146,7 +127,28 @@ read_metadata(const char *dir, const char *id, GError **error)
     return json_node_copy(json_parser_get_root(parser));
 }
 
-/* The snapshot's disks, each an image file in its own folder. */
+/* An RBD snapshot puts back what the disk's image held at its source snapshot, which the
+ * snapshot's clone hangs off (a flattened clone has none left). */
+static gboolean
+read_rbd_disk(VsRevert *r, VsRevertDisk *d, JsonObject *o, GError **error)
+{
+    JsonObject *rbd = json_object_get_object_member(o, "rbd");
+    const char *parent = rbd ? json_object_get_string_member_with_default(rbd, "parent", "") : "";
+    const char *at = strrchr(parent, '@');
+
+    if (!at || !g_str_has_prefix(at + 1, "virtsnap-")) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "snapshot %s: the clone of disk %s was flattened, so no snapshot of the "
+                    "disk's image is left to roll back to; reverting it is not supported",
+                    r->id, d->target);
+        return FALSE;
+    }
+    d->rbd_parent = g_strndup(parent, at - parent);
+    d->rbd_snap = g_strdup(at + 1);
+    return TRUE;
+}
+
+/* The snapshot's disks: image files in its own folder, or RBD clones. */
 static gboolean
 read_disks(VsRevert *r, JsonObject *meta, GError **error)
 {
@@ -157,12 +159,12 @@ read_disks(VsRevert *r, JsonObject *meta, GError **error)
     r->disks = g_ptr_array_new_with_free_func(revert_disk_free);
     for (guint i = 0; disks && i < json_array_get_length(disks); i++) {
         JsonObject *o = json_array_get_object_element(disks, i);
-        RevertDisk *d;
+        VsRevertDisk *d;
         g_autofree char *base = NULL;
 
         if (!o)
             continue;
-        d = g_new0(RevertDisk, 1);
+        d = g_new0(VsRevertDisk, 1);
         g_ptr_array_add(r->disks, d);
         d->target = g_strdup(json_object_get_string_member_with_default(o, "target", ""));
         d->format = g_strdup(json_object_get_string_member_with_default(o, "format", ""));
@@ -170,12 +172,18 @@ read_disks(VsRevert *r, JsonObject *meta, GError **error)
         base = g_path_get_basename(json_object_get_string_member_with_default(o, "image", ""));
         /* Only a file of the snapshot's own folder is read, whatever the metadata says. */
         d->image = g_build_filename(r->dir, base, NULL);
-        if (json_object_has_member(o, "rbd") || strcmp(d->format, "rbd") == 0) {
+        d->rbd = json_object_has_member(o, "rbd") || strcmp(d->format, "rbd") == 0;
+        if (i > 0 && d->rbd != r->rbd) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "snapshot %s: disk %s is an RBD snapshot; revert puts back file "
-                        "snapshots only",
-                        r->id, d->target);
+                        "snapshot %s mixes RBD and file disks", r->id);
             return FALSE;
+        }
+        r->rbd = d->rbd;
+        g_strv_builder_add(targets, d->target);
+        if (d->rbd) {
+            if (!read_rbd_disk(r, d, o, error))
+                return FALSE;
+            continue;
         }
         if (!vs_name_is_valid(d->target) || !vs_name_is_valid(base) ||
             (strcmp(d->format, "qcow2") != 0 && strcmp(d->format, "raw") != 0) ||
@@ -186,7 +194,6 @@ read_disks(VsRevert *r, JsonObject *meta, GError **error)
                         d->target, d->image);
             return FALSE;
         }
-        g_strv_builder_add(targets, d->target);
     }
     if (r->disks->len == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "snapshot %s lists no disks", r->id);
@@ -196,11 +203,11 @@ read_disks(VsRevert *r, JsonObject *meta, GError **error)
     return TRUE;
 }
 
-static RevertDisk *
-find_disk(VsRevert *r, const char *target)
+VsRevertDisk *
+vs_revert_find_disk(VsRevert *r, const char *target)
 {
     for (guint i = 0; i < r->disks->len; i++) {
-        RevertDisk *d = g_ptr_array_index(r->disks, i);
+        VsRevertDisk *d = g_ptr_array_index(r->disks, i);
 
         if (strcmp(d->target, target) == 0)
             return d;
@@ -208,33 +215,33 @@ find_disk(VsRevert *r, const char *target)
     return NULL;
 }
 
-/* The domain's disks as a plan of the safety snapshot sees them: each of the snapshot's
- * disks is still there (else NO_SUCH_DISK from the plan), a file, and of the same size. */
-static VsPlan *
-plan_disks(VsRevert *r, virConnectPtr conn, const char *domain, const char *snapshot_dir,
-           const char *safety_name, GError **error)
+/* A disk the plan does not find is NO_SUCH_DISK from the plan itself. */
+VsPlan *
+vs_revert_plan_disks(VsRevert *r, virConnectPtr conn, const char *domain, const char *snapshot_dir,
+                     const char *safety_name, GError **error)
 {
     g_auto(VsSnapshotOptions) popts = {0};
     g_autoptr(VsPlan) plan = NULL;
 
     vs_snapshot_options_init(&popts);
-    popts.method = VS_METHOD_COLD;
+    /* auto: rbd for disks in Ceph, else cold (the domain is shut off by then) */
+    popts.method = r->rbd ? VS_METHOD_RBD : VS_METHOD_COLD;
     popts.disks = g_strdupv(r->targets);
     popts.name = g_strdup(safety_name);
     if (!(plan = vs_plan_make(conn, domain, &popts, snapshot_dir, error)))
         return NULL;
     for (guint i = 0; i < plan->disks->len; i++) {
         VsPlanDisk *pd = g_ptr_array_index(plan->disks, i);
-        RevertDisk *d = find_disk(r, pd->target);
+        VsRevertDisk *d = vs_revert_find_disk(r, pd->target);
 
-        if (!d || pd->rbd) {
+        if (!d || pd->rbd != d->rbd) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                        "disk %s of '%s' is not the file disk the snapshot has; nothing was "
-                        "changed",
-                        pd->target, plan->name);
+                        "disk %s of '%s' is not the kind of disk the snapshot has (%s); nothing "
+                        "was changed",
+                        pd->target, plan->name, r->rbd ? "RBD" : "a file");
             return NULL;
         }
-        if (pd->capacity != d->size) {
+        if (!pd->rbd && pd->capacity != d->size) {
             g_set_error(
                 error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                 "disk %s of '%s' differs from the snapshot: its virtual size is %" G_GUINT64_FORMAT
@@ -247,9 +254,10 @@ plan_disks(VsRevert *r, virConnectPtr conn, const char *domain, const char *snap
 }
 
 VsRevert *
-vs_revert_check(virConnectPtr conn, const char *snapshot_dir, const char *id,
+vs_revert_check(virConnectPtr conn, const VsConfig *config, const char *id,
                 const VsRevertOptions *opts, GError **error)
 {
+    const char *snapshot_dir = config->snapshot_dir;
     g_autoptr(VsRevert) r = g_new0(VsRevert, 1);
     g_autoptr(JsonNode) node = NULL;
     g_autoptr(virDomain) dom = NULL;
@@ -313,18 +321,21 @@ vs_revert_check(virConnectPtr conn, const char *snapshot_dir, const char *id,
                     virDomainGetName(dom));
         return NULL;
     }
-    if (!(r->plan = plan_disks(r, conn, uuid, snapshot_dir, NULL, error)))
+    if (!(r->plan = vs_revert_plan_disks(r, conn, uuid, snapshot_dir, NULL, error)))
+        return NULL;
+    if (r->rbd && !vs_revert_rbd_check(r, r->plan, &config->rbd, error))
         return NULL;
     return g_steal_pointer(&r);
 }
 
 /* ---- the steps -------------------------------------------------------------------------- */
 
-static void
-job_disk_free(gpointer p)
+void
+vs_revert_job_disk_free(gpointer p)
 {
     VsJobDisk *d = p;
 
+    g_clear_pointer(&d->src, vs_rbd_close);
     g_free(d->image);
     g_free(d->part);
     g_free(d);
@@ -337,16 +348,16 @@ add_note(VsRevert *r, const char *note)
     r->stop_note = g_strdup(note);
 }
 
-static gboolean
-stop_wanted(VsJob *job)
+gboolean
+vs_revert_stop_wanted(VsJob *job)
 {
     return job->revert->opts.stop;
 }
 
 /* A clean shutdown first, so that the guest's filesystems are consistent in the safety
  * snapshot; a guest that does not go within SHUTDOWN_TIMEOUT_S is destroyed. */
-static gboolean
-stop_thread(VsJob *job, GError **error)
+gboolean
+vs_revert_stop_thread(VsJob *job, GError **error)
 {
     VsRevert *r = job->revert;
     virDomainPtr dom = job->plan->dom;
@@ -402,13 +413,13 @@ prepare_thread(VsJob *job, GError **error)
                     job->domain);
         return FALSE;
     }
-    if (!(plan = plan_disks(r, job->plan->conn, job->uuid, job->snapshot_dir,
-                            r->opts.safety ? job->name : NULL, error)))
+    if (!(plan = vs_revert_plan_disks(r, job->plan->conn, job->uuid, job->snapshot_dir,
+                                      r->opts.safety ? job->name : NULL, error)))
         return FALSE;
     vs_plan_free(job->plan);
     job->plan = g_steal_pointer(&plan);
 
-    job->disks = g_ptr_array_new_with_free_func(job_disk_free);
+    job->disks = g_ptr_array_new_with_free_func(vs_revert_job_disk_free);
     g_mutex_lock(&job->lock);
     for (guint i = 0; i < job->plan->disks->len; i++) {
         VsJobDisk *d = g_new0(VsJobDisk, 1);
@@ -449,8 +460,8 @@ safety_start(VsJob *job)
 
 /* The safety snapshot is published before any disk is written: an ordinary snapshot of
  * the domain, whose metadata also names the snapshot that is put back. */
-static gboolean
-publish_thread(VsJob *job, GError **error)
+gboolean
+vs_revert_publish_thread(VsJob *job, GError **error)
 {
     g_autoptr(GVariant) facts = g_variant_ref_sink(vs_result_facts(job));
     g_autoptr(JsonNode) meta = vs_result_metadata(facts);
@@ -469,10 +480,10 @@ publish_thread(VsJob *job, GError **error)
 
 static void write_next(VsJob *job);
 
-static RevertDisk *
+static VsRevertDisk *
 snapshot_disk(VsJob *job, VsJobDisk *d)
 {
-    return find_disk(job->revert, d->plan->target);
+    return vs_revert_find_disk(job->revert, d->plan->target);
 }
 
 static void
@@ -492,8 +503,8 @@ str(const char *s)
 }
 
 /* The Result's facts: the snapshot put back, the safety snapshot, each disk written. */
-static GVariant *
-revert_facts(VsJob *job)
+GVariant *
+vs_revert_facts(VsJob *job)
 {
     VsRevert *r = job->revert;
     g_autofree char *safety_dir =
@@ -516,10 +527,10 @@ revert_facts(VsJob *job)
     g_variant_builder_init(&disks, G_VARIANT_TYPE("aa{sv}"));
     for (guint i = 0; i < job->disks->len; i++) {
         VsJobDisk *d = vs_job_disk(job, i);
-        RevertDisk *sd = snapshot_disk(job, d);
+        VsRevertDisk *sd = snapshot_disk(job, d);
         GStatBuf st = {0};
 
-        if (sd)
+        if (sd && !sd->rbd) /* an RBD rollback copies nothing through the host */
             g_stat(sd->image, &st);
         g_variant_builder_open(&disks, G_VARIANT_TYPE_VARDICT);
         g_variant_builder_add(&disks, "{sv}", "target", str(d->plan->target));
@@ -557,7 +568,7 @@ write_next(VsJob *job)
 {
     VsRevert *r = job->revert;
     VsJobDisk *d;
-    RevertDisk *sd;
+    VsRevertDisk *sd;
     g_autofree char *rate = NULL;
     const char *args[16];
     int n = 0;
@@ -569,7 +580,7 @@ write_next(VsJob *job)
     if (r->index >= job->disks->len) {
         r->t_write_end = vs_now_ms();
         g_clear_pointer(&job->facts, g_variant_unref);
-        job->facts = g_variant_ref_sink(revert_facts(job));
+        job->facts = g_variant_ref_sink(vs_revert_facts(job));
         /* Every disk holds the snapshot's content: nothing is left to undo. */
         vs_journal_remove(job->state_dir, job->snapshot_id);
         vs_job_step_done_later(job);
@@ -620,11 +631,12 @@ write_back_start(VsJob *job)
 
 /* Every step holds the disks: the libvirt hook refuses a start while the job runs. */
 static const VsJobStep revert_steps[] = {
-    {VS_PHASE_STOP, .wanted = stop_wanted, .thread = stop_thread, .flags = VS_STEP_DISKS_OFFLINE},
+    {VS_PHASE_STOP, .wanted = vs_revert_stop_wanted, .thread = vs_revert_stop_thread,
+     .flags = VS_STEP_DISKS_OFFLINE},
     {VS_PHASE_PREPARE, .thread = prepare_thread, .flags = VS_STEP_DISKS_OFFLINE},
     {VS_PHASE_EXTRACT, .enter = vs_job_after_cut, .start = safety_start,
      .flags = VS_STEP_DISKS_OFFLINE},
-    {VS_PHASE_CATALOG, .thread = publish_thread, .undo = VS_UNDO_REVERT,
+    {VS_PHASE_CATALOG, .thread = vs_revert_publish_thread, .undo = VS_UNDO_REVERT,
      .flags = VS_STEP_DISKS_OFFLINE},
     {VS_PHASE_WRITE_BACK, .start = write_back_start, .undo = VS_UNDO_REVERT,
      .flags = VS_STEP_DISKS_OFFLINE},
@@ -633,13 +645,14 @@ static const VsJobStep revert_steps[] = {
 /* Without a safety snapshot nothing can be written back: a write-back once begun is not
  * cancellable (a failure of qemu-img itself leaves the disk partly written). */
 static const VsJobStep revert_unsafe_steps[] = {
-    {VS_PHASE_STOP, .wanted = stop_wanted, .thread = stop_thread, .flags = VS_STEP_DISKS_OFFLINE},
+    {VS_PHASE_STOP, .wanted = vs_revert_stop_wanted, .thread = vs_revert_stop_thread,
+     .flags = VS_STEP_DISKS_OFFLINE},
     {VS_PHASE_PREPARE, .thread = prepare_thread, .flags = VS_STEP_DISKS_OFFLINE},
     {VS_PHASE_WRITE_BACK, .start = write_back_start, .undo = VS_UNDO_REVERT,
      .flags = VS_STEP_DISKS_OFFLINE | VS_STEP_NOT_CANCELLABLE},
 };
 
-static const VsResultField revert_result[] = {
+const VsResultField vs_revert_result[] = {
     {"reverted-to", "id"},
     {"safety-snapshot-id", "safety-id"},
     {"safety-directory", "safety-directory"},
@@ -654,14 +667,14 @@ const VsJobMethod vs_job_method_revert = {
     .name = "revert",
     .steps = revert_steps,
     .n_steps = G_N_ELEMENTS(revert_steps),
-    .result_fields = revert_result,
+    .result_fields = vs_revert_result,
 };
 
 const VsJobMethod vs_job_method_revert_unsafe = {
     .name = "revert",
     .steps = revert_unsafe_steps,
     .n_steps = G_N_ELEMENTS(revert_unsafe_steps),
-    .result_fields = revert_result,
+    .result_fields = vs_revert_result,
 };
 
 VsJob *
@@ -689,7 +702,11 @@ vs_job_new_revert(guint id, const VsConfig *config, VsLibvirt *libvirt, VsRevert
     self->journal->uuid = g_strdup(self->uuid);
     self->journal->folder = g_strdup(self->folder);
     self->journal->revert_of = g_strdup(revert->id);
-    self->method = revert->opts.safety ? &vs_job_method_revert : &vs_job_method_revert_unsafe;
+    if (revert->rbd)
+        self->method =
+            revert->opts.safety ? &vs_job_method_revert_rbd : &vs_job_method_revert_rbd_unsafe;
+    else
+        self->method = revert->opts.safety ? &vs_job_method_revert : &vs_job_method_revert_unsafe;
     vs_dbus_job1_set_method(self->iface, "revert");
     vs_dbus_job1_set_method_reason(self->iface, reason);
     return self;
@@ -698,7 +715,8 @@ vs_job_new_revert(guint id, const VsConfig *config, VsLibvirt *libvirt, VsRevert
 /* ---- undo ------------------------------------------------------------------------------- */
 
 /* The journal is ours, but a disk is only written when the domain still has it, as the
- * same file, and is not running; and a safety image only read from our safety folder. */
+ * same file or RBD image, and is not running; and a safety image is only read from our
+ * safety folder (RBD: only a snapshot of ours). */
 static gboolean
 may_write_back(VsJob *job, virDomainPtr dom, VsJournalRevertDisk *jd, GString *why)
 {
@@ -713,9 +731,11 @@ may_write_back(VsJob *job, virDomainPtr dom, VsJournalRevertDisk *jd, GString *w
         g_string_append_printf(why, "there is no safety snapshot to write back");
         return FALSE;
     }
-    if (!g_str_has_prefix(jd->safety, prefix) || strstr(jd->safety, "/../") ||
-        g_file_test(jd->safety, G_FILE_TEST_IS_SYMLINK) ||
-        !g_file_test(jd->safety, G_FILE_TEST_IS_REGULAR)) {
+    if (strcmp(jd->format, "rbd") == 0
+            ? !g_str_has_prefix(jd->safety, "virtsnap-")
+            : !g_str_has_prefix(jd->safety, prefix) || strstr(jd->safety, "/../") ||
+                  g_file_test(jd->safety, G_FILE_TEST_IS_SYMLINK) ||
+                  !g_file_test(jd->safety, G_FILE_TEST_IS_REGULAR)) {
         g_string_append_printf(why, "its safety image %s is missing", jd->safety);
         return FALSE;
     }
@@ -770,12 +790,20 @@ vs_revert_undo(VsJob *job, virDomainPtr dom, GError **error)
             if (!may_write_back(job, dom, jd, why)) {
                 g_string_append_printf(job->undo_notes, "disk %s may be partly reverted: %s; ",
                                        jd->target, why->str);
-                /* The safety snapshot then stays: the one copy of the old content. */
-                if (*jd->safety)
+                /* The safety snapshot then stays (in the cluster too): the one copy of the
+                 * old content. */
+                if (*jd->safety) {
                     j->revert_published = FALSE;
+                    for (guint k = 0; k < j->rbd->len; k++) {
+                        VsJournalRbd *r = g_ptr_array_index(j->rbd, k);
+
+                        r->snap_made = r->clone_made = FALSE;
+                    }
+                }
                 continue;
             }
-            if (!write_back_safety(jd, error))
+            if (strcmp(jd->format, "rbd") == 0 ? !vs_revert_rbd_undo_disk(job, jd, error)
+                                               : !write_back_safety(jd, error))
                 return FALSE; /* the journal keeps it; the next start tries again */
             g_string_append_printf(job->undo_notes,
                                    "disk %s has its content from before the "
@@ -790,7 +818,8 @@ vs_revert_undo(VsJob *job, virDomainPtr dom, GError **error)
     if (j->revert_published) {
         g_autofree char *dir = vs_catalog_final_dir(job->snapshot_dir, j->snapshot_id);
 
-        /* The disks hold what the safety snapshot holds: it would only be a copy. */
+        /* The disks hold what the safety snapshot holds: it would only be a copy (an RBD
+         * one's clone and source snapshot go with undo's rbd part, which follows). */
         if (g_file_test(dir, G_FILE_TEST_IS_DIR) &&
             !vs_catalog_delete(job->snapshot_dir, j->snapshot_id, error))
             return FALSE;

@@ -168,14 +168,15 @@ vs_job_undo_thread(VsJob *job, GError **error)
         undo_thaw(job, dom);
     if ((parts & VS_UNDO_REDEFINE) && j->undefined && !undo_redefine(job, dom, error))
         return FALSE;
+    /* Before the rbd part: an RBD revert's safety copy is a snapshot that part removes. */
+    if ((parts & VS_UNDO_REVERT) && j->revert_of && !vs_revert_undo(job, dom, error))
+        return FALSE; /* the journal keeps it; the next start tries again */
     for (guint i = j->rbd->len; (parts & VS_UNDO_RBD) && i > 0; i--) {
         VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
 
         if ((r->clone_made || r->snap_made) && !undo_rbd(job, r, error))
             return FALSE; /* the journal keeps it; the next start tries again */
     }
-    if ((parts & VS_UNDO_REVERT) && j->revert_of && !vs_revert_undo(job, dom, error))
-        return FALSE; /* the journal keeps it; the next start tries again */
     if (j->folder && !vs_remove_flat_dir(j->folder, error))
         return FALSE;
     vs_journal_remove(job->state_dir, j->snapshot_id);

@@ -442,7 +442,7 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
 
 typedef struct {
     char *id;
-    char *snapshot_dir;
+    VsConfig *config;
     VsRevertOptions opts;
 } RevertCall;
 
@@ -452,7 +452,7 @@ revert_call_free(gpointer p)
     RevertCall *rc = p;
 
     g_free(rc->id);
-    g_free(rc->snapshot_dir);
+    vs_config_free(rc->config);
     g_free(rc);
 }
 
@@ -460,7 +460,7 @@ static GVariant *
 revert_check_work(virConnectPtr conn, gpointer data, GError **error)
 {
     RevertCall *rc = data;
-    VsRevert *revert = vs_revert_check(conn, rc->snapshot_dir, rc->id, &rc->opts, error);
+    VsRevert *revert = vs_revert_check(conn, rc->config, rc->id, &rc->opts, error);
 
     /* A GVariant carries the pointer back to the main loop, as for a plan. */
     return revert ? g_variant_new_uint64((guint64)(guintptr)revert) : NULL;
@@ -500,7 +500,7 @@ handle_revert_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
         return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
     rc->id = g_strdup(id);
-    rc->snapshot_dir = g_strdup(self->config->snapshot_dir);
+    rc->config = vs_config_copy(self->config);
     run_with_connection(self, invocation, revert_check_work, rc, revert_call_free,
                         revert_check_done);
     return G_DBUS_METHOD_INVOCATION_HANDLED;

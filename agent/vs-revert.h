@@ -26,9 +26,10 @@ typedef struct _VsRevert VsRevert;
 
 /* Checks that snapshot @id can be put back into its domain: the domain is still defined
  * (by UUID), shut off (or @opts->stop), has no managed save, and each of the snapshot's
- * disks is still a disk of it with the same virtual size. Nothing is changed. Blocking:
+ * disks is still a disk of it with the same virtual size (RBD: whose image still has the
+ * snapshot's source snapshot). Nothing is changed. Blocking:
  * a worker thread. */
-VsRevert *vs_revert_check(virConnectPtr conn, const char *snapshot_dir, const char *id,
+VsRevert *vs_revert_check(virConnectPtr conn, const VsConfig *config, const char *id,
                           const VsRevertOptions *opts, GError **error);
 void vs_revert_free(VsRevert *revert);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsRevert, vs_revert_free)

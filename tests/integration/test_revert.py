@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """RevertSnapshot and virtsnapctl revert against the real lab: a snapshot's content goes
 back into the disks of a shut-off guest, after a safety snapshot of what they held; a
-failure, a cancel or a crash of the agent leaves each disk with its old or new content."""
+failure, a cancel or a crash of the agent leaves each disk with its old or new content.
+RBD disks are rolled back to the snapshot's source snapshot in the cluster."""
 
 import os
 import subprocess
@@ -10,6 +11,7 @@ import time
 import pytest
 from gi.repository import GLib
 
+import ceph as cephmod
 import lab as labmod
 from conftest import Agent, remove_guest, snapshot_options, start_guest
 from test_live import image_of
@@ -180,16 +182,20 @@ def test_cancel_during_write_back_keeps_the_old_content(lab, agent, revguest):
 
 def test_agent_killed_mid_write_back(lab, revguest):
     first = Agent(lab, name='agent-revert-crash').start()
-    a, a_nums, newer = snapshot_then_more_records(first, revguest)
-    before_xml = revguest.inactive_xml()
-    path = revert(first, a['Result']['snapshot-id'], bandwidth=SLOW)
-    first.wait_job(path, until=('write-back', 'succeeded', 'failed'), timeout=120)
-    deadline = time.monotonic() + 30
-    while first.job_props(path)['Progress'] < 0.1 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    props = first.job_props(path)
-    assert props['Phase'] == 'write-back' and 0.1 <= props['Progress'] < 1, props
-    first.kill()
+    try:
+        a, a_nums, newer = snapshot_then_more_records(first, revguest)
+        before_xml = revguest.inactive_xml()
+        path = revert(first, a['Result']['snapshot-id'], bandwidth=SLOW)
+        first.wait_job(path, until=('write-back', 'succeeded', 'failed'), timeout=120)
+        # Killed once a part of the disk is written.
+        deadline = time.monotonic() + 60
+        while first.job_props(path)['Progress'] < 0.05 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        props = first.job_props(path)
+        assert props['Phase'] == 'write-back' and 0.05 <= props['Progress'] < 1, \
+            (props, first.log_text()[-3000:])
+    finally:
+        first.kill()
 
     second = Agent(lab, name='agent-revert-crash').start()
     try:
@@ -247,3 +253,78 @@ def test_bad_input(lab, agent):
     finally:
         if 'revbad' in lab.domains():
             remove_guest(guest)
+
+
+# ---- RBD ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def ceph(lab):
+    cluster = cephmod.Ceph(lab.path('ceph-revert'), allow_root=lab.mode == 'system')
+    cluster.start()
+    cluster.create_pool('vs')
+    cluster.create_pool('vsdest')
+    cluster.import_ext4_image('vs', 'revimg', size_mib=64, label='rbd-revert')
+    yield cluster
+    cluster.stop()
+
+
+def rbd_records(ceph, spec):
+    return labmod.read_records(ceph.qemu_uri(spec), force_share=True)
+
+
+def test_rbd_revert(lab, ceph):
+    ragent = Agent(lab, name='agent-revert-rbd',
+                   config='\n[rbd]\ndest_pool = vsdest\nconnect_timeout_s = 3\n').start()
+    guest = cephmod.make_rbd_guest(lab, ceph, 'revrbd', 'vs', 'revimg', agent=True)
+    try:
+        guest.start()
+        guest.wait_ready(180)
+        time.sleep(2)
+        a = ragent.snapshot('revrbd')
+        assert a['State'] == 'succeeded', a['Error']
+        a_id = a['Result']['snapshot-id']
+        a_nums = rbd_records(ceph, f'vs/revimg@virtsnap-{a_id}')
+        assert labmod.records_contiguous(a_nums)
+        time.sleep(3)
+        b = ragent.snapshot('revrbd', name='later')  # a newer snapshot the revert keeps
+        assert b['State'] == 'succeeded', b['Error']
+        b_id = b['Result']['snapshot-id']
+        name, message = revert_error(ragent, a_id, {})
+        assert name == 'org.virtsnap.Error.Running', message
+        time.sleep(2)
+        guest.shutdown()
+        newer = disk_records(guest)
+        assert len(newer) > len(a_nums) + 50, (len(a_nums), len(newer))
+        before_xml = guest.inactive_xml()
+
+        props = ragent.wait_job(revert(ragent, a_id), timeout=180)
+        assert props['State'] == 'succeeded', props['Error']
+        result = props['Result']
+        assert result['reverted-to'] == a_id
+        safety_id = result['safety-snapshot-id']
+        # The image holds A's records again; every snapshot of it is still there, the
+        # safety snapshot's too, which holds the newer records.
+        assert disk_records(guest) == a_nums
+        snaps = ceph.snap_names('vs/revimg')
+        for sid in (a_id, b_id, safety_id):
+            assert f'virtsnap-{sid}' in snaps, (sid, snaps)
+        assert rbd_records(ceph, f'vs/revimg@virtsnap-{safety_id}') == newer
+        listed = {s['id']: s for s in snapshots(ragent, 'revrbd')}
+        assert listed[safety_id]['safety-for'] == a_id
+        assert listed[safety_id]['disks'][0]['rbd']['parent'] == \
+            f'vs/revimg@virtsnap-{safety_id}'
+        assert set(listed) == {a_id, b_id, safety_id}
+        assert guest.inactive_xml() == before_xml
+        assert ragent.leftovers() == []
+
+        # The guest boots from it and goes on from A's last record.
+        guest.start()
+        guest.wait_ready(180)
+        time.sleep(2)
+        guest.shutdown()
+        later = disk_records(guest)
+        assert later[:len(a_nums)] == a_nums and labmod.records_contiguous(later)
+        assert len(later) > len(a_nums)
+    finally:
+        ragent.stop()
+        remove_guest(guest)

@@ -325,15 +325,20 @@ test_revert_steps(void)
     static const char *const with_safety[] = {"stop",    "prepare",    "extract",
                                               "catalog", "write-back", NULL};
     static const char *const without[] = {"stop", "prepare", "write-back", NULL};
+    static const char *const rbd_with_safety[] = {"stop",    "prepare",    "clone",
+                                                  "catalog", "write-back", NULL};
     const struct {
         const VsJobMethod *m;
         const char *const *phases;
     } revert_cases[] = {{&vs_job_method_revert, with_safety},
-                        {&vs_job_method_revert_unsafe, without}};
+                        {&vs_job_method_revert_unsafe, without},
+                        {&vs_job_method_revert_rbd, rbd_with_safety},
+                        {&vs_job_method_revert_rbd_unsafe, without}};
 
     for (guint c = 0; c < G_N_ELEMENTS(revert_cases); c++) {
         const VsJobMethod *m = revert_cases[c].m;
-        gboolean unsafe = m == &vs_job_method_revert_unsafe;
+        gboolean unsafe =
+            m == &vs_job_method_revert_unsafe || m == &vs_job_method_revert_rbd_unsafe;
 
         g_assert_cmpstr(m->name, ==, "revert");
         g_assert_cmpuint(m->n_steps, ==, g_strv_length((char **)revert_cases[c].phases));
@@ -354,6 +359,10 @@ test_revert_steps(void)
                         VS_PHASE_DONE);
     }
     g_assert_true(VS_UNDO_ALL & VS_UNDO_REVERT);
+    /* An RBD safety snapshot is made and removed like an rbd snapshot. */
+    g_assert_true(vs_job_method_step(&vs_job_method_revert_rbd, VS_PHASE_CLONE)->undo &
+                  VS_UNDO_RBD);
+    g_assert_nonnull(vs_job_method_revert_rbd.disk_facts);
 }
 
 int

@@ -13,7 +13,7 @@ from conftest import REPO, VIRTSNAPCTL
 COMPLETION = os.path.join(REPO, 'completion', 'virtsnapctl')
 BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'
 COMMANDS = ['status', 'domains', 'watch', 'snapshot', 'jobs', 'job', 'wait', 'cancel',
-            'snapshots', 'delete', 'policy', 'help']
+            'snapshots', 'delete', 'policy', 'revert', 'help']
 NO_BUS = 'unix:path=/nonexistent/virtsnap-test-bus'
 
 

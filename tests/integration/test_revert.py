@@ -255,6 +255,21 @@ def test_bad_input(lab, agent):
             remove_guest(guest)
 
 
+
+@pytest.mark.system_only
+def test_revert_is_authorized_through_polkit(lab, agent):
+    """An outsider is refused with the revert's own polkit action, before anything is
+    looked up; a member of group libvirt gets as far as the unknown id."""
+    unknown = '20000101T000000Z-000000'
+    res = agent.ctl_as(lab.users['outsider'], 'revert', unknown)
+    out = res.stdout + res.stderr
+    assert res.returncode == 10, out
+    assert 'org.virtsnap.Error.PermissionDenied' in out and 'org.virtsnap.snapshot.revert' in out
+    assert 'authorization: RevertSnapshot denied' in agent.log_text()
+    res = agent.ctl_as(lab.users['member'], 'revert', unknown)
+    assert res.returncode == 4 and 'NoSuchSnapshot' in res.stderr, (res.returncode, res.stderr)
+
+
 # ---- RBD ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')

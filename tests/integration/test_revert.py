@@ -106,6 +106,9 @@ def test_revert_stopped_guest_to_older_snapshot(lab, agent, revguest):
     assert result['disks'][0]['image'] == top
     safety_id = result['safety-snapshot-id']
     assert safety_id and safety_id != a['Result']['snapshot-id']
+    print(f"file revert of {result['disks'][0]['virtual-size'] >> 20} MiB: "
+          f"safety-ms={result['safety-ms']} write-ms={result['write-ms']} "
+          f"total-ms={result['total-ms']}")
 
     # The disk holds A's records; the domain, its files and their chain are as they were.
     assert disk_records(revguest) == a_nums
@@ -317,6 +320,8 @@ def test_rbd_revert(lab, ceph):
         result = props['Result']
         assert result['reverted-to'] == a_id
         safety_id = result['safety-snapshot-id']
+        print(f"rbd revert: safety-ms={result['safety-ms']} write-ms={result['write-ms']} "
+              f"total-ms={result['total-ms']}")
         # The image holds A's records again; every snapshot of it is still there, the
         # safety snapshot's too, which holds the newer records.
         assert disk_records(guest) == a_nums

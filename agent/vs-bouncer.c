@@ -33,6 +33,8 @@ static const VsAuthRule rules[] = {
     {VS_EXPORT_INTERFACE, "Remove", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_EXPORT},
     /* verify */
     {VS_AGENT_INTERFACE, "VerifySnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_VERIFY},
+    /* revert */
+    {VS_AGENT_INTERFACE, "RevertSnapshot", VS_AUTH_POLKIT, VS_ACTION_SNAPSHOT_REVERT},
 };
 
 #define POLKIT_NAME                   "org.freedesktop.PolicyKit1"

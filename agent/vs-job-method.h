@@ -27,6 +27,8 @@ typedef enum {
     VS_PHASE_CHECK,         /* verify: qemu-img check and info of every image, or its RBD snap */
     VS_PHASE_DEEP_CHECK,    /* verify --deep: e2fsck -fn / xfs_repair -n of a private copy */
     VS_PHASE_RECORD,        /* verify: "verified" into metadata.json */
+    VS_PHASE_STOP,          /* revert: shut the domain down (only with stop) */
+    VS_PHASE_WRITE_BACK,    /* revert: qemu-img convert -n the snapshot into each disk */
     VS_PHASE_CATALOG,       /* metadata, publish the folder */
     VS_PHASE_DONE,
     VS_PHASE_UNDO, /* the one way back, on failure, cancel or recovery */
@@ -64,7 +66,8 @@ typedef enum {
     VS_UNDO_REDEFINE = 1 << 4, /* define the domain we undefined again */
     VS_UNDO_RBD = 1 << 5,      /* remove our clone and our snapshot in the cluster */
     VS_UNDO_CLONE = 1 << 6,    /* stop and undefine the clone's domain, remove its folder */
-    VS_UNDO_ALL = (1 << 7) - 1,
+    VS_UNDO_REVERT = 1 << 7,   /* write the safety copy back, drop the safety snapshot */
+    VS_UNDO_ALL = (1 << 8) - 1,
 } VsUndoParts;
 
 typedef struct _VsJob VsJob;
@@ -107,9 +110,13 @@ extern const VsJobMethod vs_job_method_live;
 extern const VsJobMethod vs_job_method_cold;    /* a running or paused domain: saved first */
 extern const VsJobMethod vs_job_method_offline; /* a domain that is off */
 extern const VsJobMethod vs_job_method_rbd;
-extern const VsJobMethod vs_job_method_recovery; /* no steps: only undo */
-extern const VsJobMethod vs_job_method_clone;    /* a new domain from a snapshot */
-extern const VsJobMethod vs_job_method_verify;   /* reads a finished snapshot's images */
+extern const VsJobMethod vs_job_method_recovery;      /* no steps: only undo */
+extern const VsJobMethod vs_job_method_clone;         /* a new domain from a snapshot */
+extern const VsJobMethod vs_job_method_verify;        /* reads a finished snapshot's images */
+extern const VsJobMethod vs_job_method_revert;        /* with a safety snapshot */
+extern const VsJobMethod vs_job_method_revert_unsafe; /* safety=false */
+extern const VsJobMethod vs_job_method_revert_rbd;    /* disks in Ceph RBD */
+extern const VsJobMethod vs_job_method_revert_rbd_unsafe;
 
 /* @phase's step in @method, or NULL (the engine's own states, or not one of its steps). */
 const VsJobStep *vs_job_method_step(const VsJobMethod *method, VsPhase phase);

@@ -97,6 +97,8 @@ struct _VsJob {
     /* verify (vs-job-verify.c) */
     struct _VsVerify *verify;
     gboolean domain_untouched; /* changes nothing of its domain: not a job "on" it */
+    /* revert (vs-job-revert.c) */
+    struct _VsRevert *revert;
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of

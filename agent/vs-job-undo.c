@@ -5,6 +5,7 @@
 #include "vs-job-private.h"
 #include "vs-domain-xml.h"
 #include "vs-error.h"
+#include "vs-revert.h"
 #include "vs-util.h"
 #include "vs-virt-util.h"
 
@@ -171,6 +172,9 @@ vs_job_undo_thread(VsJob *job, GError **error)
     /* Before the RBD part: a running clone keeps its RBD images open. */
     if ((parts & VS_UNDO_CLONE) && j->clone_name && !vs_job_clone_undo(job, error))
         return FALSE;
+    /* Before the rbd part: an RBD revert's safety copy is a snapshot that part removes. */
+    if ((parts & VS_UNDO_REVERT) && j->revert_of && !vs_revert_undo(job, dom, error))
+        return FALSE; /* the journal keeps it; the next start tries again */
     for (guint i = j->rbd->len; (parts & VS_UNDO_RBD) && i > 0; i--) {
         VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
 

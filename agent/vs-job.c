@@ -10,6 +10,7 @@
 #include "vs-error.h"
 #include "vs-names.h"
 #include "vs-result.h"
+#include "vs-revert.h"
 #include "vs-util.h"
 
 #include <string.h>
@@ -435,6 +436,7 @@ vs_job_finalize(GObject *object)
     g_clear_pointer(&self->facts, g_variant_unref);
     vs_config_free(self->config);
     g_clear_pointer(&self->verify, vs_verify_free);
+    g_clear_pointer(&self->revert, vs_revert_free);
     G_OBJECT_CLASS(vs_job_parent_class)->finalize(object);
 }
 

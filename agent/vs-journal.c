@@ -27,6 +27,18 @@ rbd_item_free(gpointer p)
     g_free(r);
 }
 
+static void
+revert_disk_free(gpointer p)
+{
+    VsJournalRevertDisk *r = p;
+
+    g_free(r->target);
+    g_free(r->image);
+    g_free(r->format);
+    g_free(r->safety);
+    g_free(r);
+}
+
 VsJournalEntry *
 vs_journal_entry_new(void)
 {
@@ -34,6 +46,7 @@ vs_journal_entry_new(void)
 
     entry->copies = g_ptr_array_new_with_free_func(g_free);
     entry->rbd = g_ptr_array_new_with_free_func(rbd_item_free);
+    entry->revert_disks = g_ptr_array_new_with_free_func(revert_disk_free);
     return entry;
 }
 
@@ -52,6 +65,8 @@ vs_journal_entry_free(VsJournalEntry *entry)
     g_ptr_array_unref(entry->rbd);
     g_free(entry->clone_name);
     g_free(entry->clone_uuid);
+    g_free(entry->revert_of);
+    g_ptr_array_unref(entry->revert_disks);
     g_free(entry);
 }
 
@@ -101,6 +116,23 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
         vs_json_add_bool(b, "clone-defined", entry->clone_defined);
         vs_json_add_bool(b, "clone-published", entry->clone_published);
     }
+    /* revert */
+    vs_json_add_string(b, "revert-of", entry->revert_of ? entry->revert_of : "");
+    vs_json_add_bool(b, "revert-writing", entry->revert_writing);
+    vs_json_add_bool(b, "revert-published", entry->revert_published);
+    json_builder_set_member_name(b, "revert-disks");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < entry->revert_disks->len; i++) {
+        VsJournalRevertDisk *r = g_ptr_array_index(entry->revert_disks, i);
+
+        json_builder_begin_object(b);
+        vs_json_add_string(b, "target", r->target);
+        vs_json_add_string(b, "image", r->image);
+        vs_json_add_string(b, "format", r->format);
+        vs_json_add_string(b, "safety", r->safety ? r->safety : "");
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
     json_builder_end_object(b);
 
     root = json_builder_get_root(b);
@@ -176,6 +208,30 @@ vs_journal_entry_from_json(const char *json, GError **error)
         if (!vs_name_is_valid(entry->clone_name)) {
             g_set_error(error, VS_ERROR, VS_ERROR_IO, "bad journal record: bad clone name");
             return NULL;
+        }
+    }
+    /* revert */
+    if (*json_object_get_string_member_with_default(o, "revert-of", ""))
+        entry->revert_of = g_strdup(json_object_get_string_member(o, "revert-of"));
+    entry->revert_writing = json_object_get_boolean_member_with_default(o, "revert-writing", FALSE);
+    entry->revert_published =
+        json_object_get_boolean_member_with_default(o, "revert-published", FALSE);
+    if (json_object_has_member(o, "revert-disks") &&
+        JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "revert-disks"))) {
+        JsonArray *items = json_object_get_array_member(o, "revert-disks");
+
+        for (guint i = 0; i < json_array_get_length(items); i++) {
+            JsonObject *ro = json_array_get_object_element(items, i);
+            VsJournalRevertDisk *r;
+
+            if (!ro)
+                continue;
+            r = g_new0(VsJournalRevertDisk, 1);
+            r->target = g_strdup(json_object_get_string_member_with_default(ro, "target", ""));
+            r->image = g_strdup(json_object_get_string_member_with_default(ro, "image", ""));
+            r->format = g_strdup(json_object_get_string_member_with_default(ro, "format", ""));
+            r->safety = g_strdup(json_object_get_string_member_with_default(ro, "safety", ""));
+            g_ptr_array_add(entry->revert_disks, r);
         }
     }
     copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;

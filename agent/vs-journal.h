@@ -17,6 +17,14 @@ typedef struct {
     gboolean clone_made;
 } VsJournalRbd;
 
+/* revert: one disk being written back, and where its safety copy is. */
+typedef struct {
+    char *target;
+    char *image;  /* the disk's top image, written in place */
+    char *format; /* its format */
+    char *safety; /* the safety snapshot's image of it ("" without one) */
+} VsJournalRevertDisk;
+
 typedef struct {
     char *snapshot_id;
     char *domain;
@@ -37,6 +45,11 @@ typedef struct {
     char *clone_uuid;         /* the UUID we give the clone's domain */
     gboolean clone_defined;   /* the domain may be defined: undo undefines it (by UUID) */
     gboolean clone_published; /* the folder may have its final name */
+    /* revert: snapshot_id and folder are the safety snapshot's */
+    char *revert_of;           /* the snapshot put back (NULL: not a revert) */
+    gboolean revert_writing;   /* the disks below may be partly written */
+    gboolean revert_published; /* the safety snapshot is in the catalog */
+    GPtrArray *revert_disks;   /* VsJournalRevertDisk* */
 } VsJournalEntry;
 
 VsJournalEntry *vs_journal_entry_new(void);

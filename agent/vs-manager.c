@@ -18,6 +18,7 @@
 #include "vs-plan.h"
 #include "vs-policy.h"
 #include "vs-queue.h"
+#include "vs-revert.h"
 #include "vs-scheduler.h"
 #include "vs-rbd.h"
 #include "vs-util.h"
@@ -593,6 +594,75 @@ handle_verify_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* ---- revert ------------------------------------------------------------------------------ */
+
+typedef struct {
+    char *id;
+    VsConfig *config;
+    VsRevertOptions opts;
+} RevertCall;
+
+static void
+revert_call_free(gpointer p)
+{
+    RevertCall *rc = p;
+
+    g_free(rc->id);
+    vs_config_free(rc->config);
+    g_free(rc);
+}
+
+static GVariant *
+revert_check_work(virConnectPtr conn, gpointer data, GError **error)
+{
+    RevertCall *rc = data;
+    VsRevert *revert = vs_revert_check(conn, rc->config, rc->id, &rc->opts, error);
+
+    /* A GVariant carries the pointer back to the main loop, as for a plan. */
+    return revert ? g_variant_new_uint64((guint64)(guintptr)revert) : NULL;
+}
+
+static void
+revert_check_done(GObject *source, GAsyncResult *result, gpointer user_data)
+{
+    g_autoptr(GDBusMethodInvocation) invocation = user_data;
+    VsManager *self = VS_MANAGER(source);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GVariant) value = g_task_propagate_pointer(G_TASK(result), &error);
+    g_autoptr(VsRevert) revert = value ? (VsRevert *)(guintptr)g_variant_get_uint64(value) : NULL;
+    VsJob *job;
+
+    if (!revert || !vs_queue_check_free(self->queue, vs_revert_get_uuid(revert),
+                                        vs_revert_get_domain(revert), &error)) {
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return;
+    }
+    job = vs_queue_add(self->queue, vs_job_new_revert(vs_queue_take_id(self->queue), self->config,
+                                                      self->libvirt, g_steal_pointer(&revert)));
+    vs_dbus_agent1_complete_revert_snapshot(self->skeleton, invocation, vs_job_get_path(job));
+    vs_queue_schedule(self->queue);
+}
+
+static gboolean
+handle_revert_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *id,
+                       GVariant *options, VsManager *self)
+{
+    RevertCall *rc = g_new0(RevertCall, 1);
+    g_autoptr(GError) error = NULL;
+
+    if (!vs_revert_options_parse(&rc->opts, options, &error)) {
+        revert_call_free(rc);
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+    rc->id = g_strdup(id);
+    rc->config = vs_config_copy(self->config);
+    run_with_connection(self, invocation, revert_check_work, rc, revert_call_free,
+                        revert_check_done);
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+
 static gboolean
 handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
                   const char *operation, const char *sub_operation, const char *extra,
@@ -773,6 +843,9 @@ vs_manager_new(const VsConfig *config, VsLibvirt *libvirt)
     g_signal_connect(self->skeleton, "handle-list-exports", G_CALLBACK(handle_list_exports), self);
     /* verify */
     g_signal_connect(self->skeleton, "handle-verify-snapshot", G_CALLBACK(handle_verify_snapshot),
+                     self);
+    /* revert */
+    g_signal_connect(self->skeleton, "handle-revert-snapshot", G_CALLBACK(handle_revert_snapshot),
                      self);
     g_signal_connect(libvirt, "domain-event", G_CALLBACK(on_domain_event), self);
     g_signal_connect(libvirt, "notify::connected", G_CALLBACK(on_connected_changed), self);

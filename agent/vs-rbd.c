@@ -521,3 +521,30 @@ vs_rbd_snap_is_protected(VsRbdImage *img, const char *snap, gboolean *is_protect
     *is_protected = prot != 0;
     return TRUE;
 }
+/* ---- revert ------------------------------------------------------------------------------ */
+
+gboolean
+vs_rbd_snap_exists(VsRbdImage *img, const char *snap)
+{
+    int is_protected = 0;
+
+    return rbd_snap_is_protected(img->image, snap, &is_protected) == 0;
+}
+
+gboolean
+vs_rbd_snap_rollback(VsRbdImage *img, const char *snap, VsRbdProgress progress, gpointer data,
+                     GError **error)
+{
+    FlattenCtx ctx = {progress, data, FALSE};
+    int r = rbd_snap_rollback_with_progress(img->image, snap, on_flatten_progress, &ctx);
+
+    if (r < 0 && ctx.stopped) {
+        g_set_error(error, VS_ERROR, VS_ERROR_CANCELLED, "rollback of %s/%s to %s cancelled",
+                    img->pool, img->name, snap);
+        return FALSE;
+    }
+    return r < 0
+               ? set_rbd_error(error, r, "cannot roll %s/%s back to %s", img->pool, img->name, snap)
+               : TRUE;
+}
+

@@ -83,6 +83,14 @@ gboolean vs_rbd_delete_snapshot_disk(const VsRbdConfig *config, GVariant *rbd, G
 gboolean vs_rbd_snap_is_protected(VsRbdImage *image, const char *snap, gboolean *is_protected,
                                   GError **error);
 
+/* revert */
+/* Whether @snap exists on @image. */
+gboolean vs_rbd_snap_exists(VsRbdImage *image, const char *snap);
+/* Puts @image's content back to its snapshot @snap (the other snapshots stay). @progress
+ * returns FALSE to stop it (VS_ERROR_CANCELLED; the image is then partly rolled back). */
+gboolean vs_rbd_snap_rollback(VsRbdImage *image, const char *snap, VsRbdProgress progress,
+                              gpointer data, GError **error);
+
 /* Closes cached connections nobody uses. */
 void vs_rbd_close_idle(void);
 

@@ -28,6 +28,7 @@ static const GDBusErrorEntry dbus_entries[] = {
     ENTRY(VS_ERROR_CANCELLED, "Cancelled"),
     ENTRY(VS_ERROR_PERMISSION_DENIED, "PermissionDenied"),
     ENTRY(VS_ERROR_CORRUPT, "Corrupt"),
+    ENTRY(VS_ERROR_RUNNING, "Running"),
 };
 
 static const char *const nicks[] = {
@@ -50,6 +51,7 @@ static const char *const nicks[] = {
     [VS_ERROR_CANCELLED] = "cancelled",
     [VS_ERROR_PERMISSION_DENIED] = "permission-denied",
     [VS_ERROR_CORRUPT] = "corrupt",
+    [VS_ERROR_RUNNING] = "running",
 };
 
 /* Every code has a D-Bus name and a nick. */

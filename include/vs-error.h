@@ -26,6 +26,8 @@ typedef enum {
     VS_ERROR_CANCELLED,        /* .Cancelled */
     VS_ERROR_PERMISSION_DENIED, /* .PermissionDenied */
     VS_ERROR_CORRUPT,           /* .Corrupt: verification found a damaged or mismatched image */
+    /* revert */
+    VS_ERROR_RUNNING, /* .Running: the domain runs; the method needs it shut off */
     VS_ERROR_LAST_CODE,
 } VsError;
 

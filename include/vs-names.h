@@ -29,6 +29,9 @@
 #define VS_OPT_LEGACY_UNDEFINE "legacy-undefine" /* b: use undefine/rebase, not a transient job */
 #define VS_OPT_BANDWIDTH       "bandwidth"       /* t: copy bandwidth limit, bytes/s (0: none) */
 #define VS_OPT_FLATTEN         "flatten" /* b: rbd: flatten the clone (default: [rbd] flatten) */
+/* RevertSnapshot's options (and "bandwidth": the write-back's limit) */
+#define VS_OPT_STOP   "stop"   /* b: shut a running domain down first */
+#define VS_OPT_SAFETY "safety" /* b: keep the current content as a snapshot (default) */
 
 /* CloneSnapshot options (a{sv}) */
 #define VS_OPT_CLONE_NAME  "name"  /* s, required: the clone domain's name (as a snapshot name) */
@@ -68,6 +71,9 @@
 #define VS_PHASE_NAME_DONE          "done"
 #define VS_PHASE_NAME_UNDO          "cleanup"
 #define VS_PHASE_NAME_ENDED         "ended"
+/* revert */
+#define VS_PHASE_NAME_STOP       "stop"
+#define VS_PHASE_NAME_WRITE_BACK "write-back"
 
 /* Longest snapshot name a caller may give: it becomes one path component. */
 #define VS_NAME_MAX 64
@@ -81,6 +87,7 @@
 #define VS_ACTION_SNAPSHOT_CLONE  "org.virtsnap.snapshot.clone"
 #define VS_ACTION_SNAPSHOT_EXPORT "org.virtsnap.snapshot.export"
 #define VS_ACTION_SNAPSHOT_VERIFY "org.virtsnap.snapshot.verify"
+#define VS_ACTION_SNAPSHOT_REVERT "org.virtsnap.snapshot.revert"
 /* Who may change things when polkitd is not there (and in the shipped rule): root and
  * this group, like libvirt's own policy. */
 #define VS_ADMIN_GROUP "libvirt"

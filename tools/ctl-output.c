@@ -34,6 +34,7 @@ ctl_exit_code(const GError *error)
         return EXIT_NOT_FOUND;
     case VS_ERROR_BUSY:
     case VS_ERROR_EXISTS:
+    case VS_ERROR_RUNNING: /* revert: the domain must be shut off first */
         return EXIT_BUSY;
     case VS_ERROR_UNSUPPORTED:
     case VS_ERROR_NOT_RUNNING:

@@ -108,8 +108,8 @@ on_wait_interrupt(gpointer data)
 }
 
 /* Waits for @path to end; prints its progress on a terminal and its outcome at the end. */
-static int
-wait_for_job(Ctl *ctl, const char *path)
+int
+ctl_wait_for_job(Ctl *ctl, const char *path)
 {
     g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
     g_autoptr(VsDbusJob1) job = NULL;
@@ -150,15 +150,9 @@ wait_for_job(Ctl *ctl, const char *path)
     return code;
 }
 
-int
-ctl_wait_for_job(Ctl *ctl, const char *path)
-{
-    return wait_for_job(ctl, path);
-}
-
 /* "512", "64K", "50M", "1G" (binary units). */
-static gboolean
-parse_size(const char *text, guint64 *out)
+gboolean
+ctl_parse_size(const char *text, guint64 *out)
 {
     char *end = NULL;
     guint64 value = g_ascii_strtoull(text, &end, 10);
@@ -212,7 +206,7 @@ ctl_snapshot(Ctl *ctl, const Invocation *inv)
     g_autofree char *path = NULL;
     GVariantBuilder b;
 
-    if (bandwidth && !parse_size(bandwidth, &bandwidth_bytes))
+    if (bandwidth && !ctl_parse_size(bandwidth, &bandwidth_bytes))
         return ctl_usage_error(ctl->command, "--bandwidth: '%s' is not a rate like 50M", bandwidth);
     if (flatten && no_flatten)
         return ctl_usage_error(ctl->command, "--flatten and --no-flatten exclude each other");
@@ -237,7 +231,7 @@ ctl_snapshot(Ctl *ctl, const Invocation *inv)
                                                   g_variant_builder_end(&b), &path, NULL, &error))
         return ctl_fail(error);
     if (inv_flag(inv, "wait"))
-        return wait_for_job(ctl, path);
+        return ctl_wait_for_job(ctl, path);
     if (ctl->json)
         ctl_print_json(g_variant_new_parsed("{'job': <%o>}", path));
     else
@@ -319,7 +313,7 @@ ctl_wait(Ctl *ctl, const Invocation *inv)
 
     if (!path)
         return code;
-    return wait_for_job(ctl, path);
+    return ctl_wait_for_job(ctl, path);
 }
 
 int

@@ -56,12 +56,15 @@ int ctl_policy(Ctl *ctl, const Invocation *inv); /* ctl-policy.c */
 int ctl_clone(Ctl *ctl, const Invocation *inv);  /* ctl-clone.c */
 /* A clone job's Result, for people (ctl-clone.c). */
 void ctl_print_clone_result(GVariant *result);
-/* Waits for the job at @path as "wait" does (ctl-snapshot.c); its exit code. */
-int ctl_wait_for_job(Ctl *ctl, const char *path);
 int ctl_mount(Ctl *ctl, const Invocation *inv); /* ctl-browse.c */
 int ctl_umount(Ctl *ctl, const Invocation *inv);
 int ctl_exports(Ctl *ctl, const Invocation *inv);
 int ctl_verify(Ctl *ctl, const Invocation *inv); /* ctl-verify.c */
+int ctl_revert(Ctl *ctl, const Invocation *inv); /* ctl-revert.c */
+
+/* ctl-snapshot.c: shared with the commands that start jobs of other kinds. */
+int ctl_wait_for_job(Ctl *ctl, const char *path);
+gboolean ctl_parse_size(const char *text, guint64 *out);
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */
 gboolean ctl_proxy_load(GDBusProxy *proxy, GError **error);

@@ -126,6 +126,20 @@ static const CtlOption clone_options[] = {
     {NULL},
 };
 
+/* revert */
+static const CtlOption revert_options[] = {
+    {"stop", 0, OPT_FLAG, NULL,
+     "Shut a running domain down first (destroyed if it does not stop within 60 s)"},
+    {"no-safety", 0, OPT_FLAG, NULL,
+     "Keep no safety snapshot of the current content (the write-back cannot be undone or "
+     "cancelled)"},
+    {"bandwidth", 0, OPT_VALUE, "RATE", "Write at most RATE bytes/s, e.g. 50M (suffix K, M, G)"},
+    {"wait", 'w', OPT_FLAG, NULL,
+     "Wait for the job: progress on a terminal, the result at the end (first Ctrl-C cancels "
+     "the job, a second stops waiting)"},
+    {NULL},
+};
+
 static const CtlOption mount_options[] = {
     {"disk", 'd', OPT_VALUE, "TARGET", "Mount this disk of the snapshot (default: its first)"},
     {NULL},
@@ -201,6 +215,13 @@ static const Command commands[] = {
      no_options, ctl_umount},
     {"exports", "", "List snapshot disks the agent serves over NBD (mounts among them)", NULL, 0, 0,
      no_options, ctl_exports},
+    /* revert */
+    {"revert", "ID", "Put snapshot ID back into its domain's disks (the domain must be off)",
+     "The current content of each disk is kept first as a new snapshot, the safety snapshot "
+     "(unless --no-safety), which a failed, cancelled or interrupted revert writes back. The "
+     "domain's XML and disk files stay; it is left shut off. Prints the job's object path; "
+     "with --wait, waits for it and exits with its outcome.",
+     1, 1, revert_options, ctl_revert},
     {"help", "[COMMAND]", "Show the help of virtsnapctl or of COMMAND", NULL, 0, 1, no_options,
      NULL},
 };

@@ -14,7 +14,7 @@ COMPLETION = os.path.join(REPO, 'completion', 'virtsnapctl')
 BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'
 COMMANDS = ['status', 'domains', 'watch', 'snapshot', 'jobs', 'job', 'wait', 'cancel',
             'snapshots', 'delete', 'clone', 'verify', 'policy', 'mount', 'umount', 'exports',
-            'help']
+            'revert', 'help']
 NO_BUS = 'unix:path=/nonexistent/virtsnap-test-bus'
 
 

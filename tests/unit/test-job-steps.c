@@ -354,6 +354,55 @@ test_verify_steps(void)
     g_assert_null(m->block_job);
 }
 
+/* revert: its phases in order; every step holds the disks (the hook refuses a start);
+ * without a safety snapshot the write-back cannot be cancelled, with one it can (undo
+ * writes the safety copy back); failure at any step goes to undo. */
+static void
+test_revert_steps(void)
+{
+    static const char *const with_safety[] = {"stop",    "prepare",    "extract",
+                                              "catalog", "write-back", NULL};
+    static const char *const without[] = {"stop", "prepare", "write-back", NULL};
+    static const char *const rbd_with_safety[] = {"stop",    "prepare",    "clone",
+                                                  "catalog", "write-back", NULL};
+    const struct {
+        const VsJobMethod *m;
+        const char *const *phases;
+    } revert_cases[] = {{&vs_job_method_revert, with_safety},
+                        {&vs_job_method_revert_unsafe, without},
+                        {&vs_job_method_revert_rbd, rbd_with_safety},
+                        {&vs_job_method_revert_rbd_unsafe, without}};
+
+    for (guint c = 0; c < G_N_ELEMENTS(revert_cases); c++) {
+        const VsJobMethod *m = revert_cases[c].m;
+        gboolean unsafe =
+            m == &vs_job_method_revert_unsafe || m == &vs_job_method_revert_rbd_unsafe;
+
+        g_assert_cmpstr(m->name, ==, "revert");
+        g_assert_cmpuint(m->n_steps, ==, g_strv_length((char **)revert_cases[c].phases));
+        for (guint i = 0; i < m->n_steps; i++) {
+            const VsJobStep *s = &m->steps[i];
+
+            g_assert_cmpstr(vs_phase_name(s->phase), ==, revert_cases[c].phases[i]);
+            g_assert_true(s->flags & VS_STEP_DISKS_OFFLINE);
+            g_assert_cmpint(!!(s->flags & VS_STEP_NOT_CANCELLABLE), ==,
+                            unsafe && s->phase == VS_PHASE_WRITE_BACK);
+            g_assert_cmpint(vs_job_method_next_step(m, s->phase, VS_OUTCOME_FAILED), ==,
+                            VS_PHASE_UNDO);
+            g_assert_cmpint(vs_job_method_next_step(m, s->phase, VS_OUTCOME_CANCELLED), ==,
+                            VS_PHASE_UNDO);
+        }
+        g_assert_true(vs_job_method_step(m, VS_PHASE_WRITE_BACK)->undo & VS_UNDO_REVERT);
+        g_assert_cmpint(vs_job_method_next_step(m, VS_PHASE_WRITE_BACK, VS_OUTCOME_OK), ==,
+                        VS_PHASE_DONE);
+    }
+    g_assert_true(VS_UNDO_ALL & VS_UNDO_REVERT);
+    /* An RBD safety snapshot is made and removed like an rbd snapshot. */
+    g_assert_true(vs_job_method_step(&vs_job_method_revert_rbd, VS_PHASE_CLONE)->undo &
+                  VS_UNDO_RBD);
+    g_assert_nonnull(vs_job_method_revert_rbd.disk_facts);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -367,6 +416,7 @@ main(int argc, char **argv)
     g_test_add_func("/job-steps/undo-parts", test_undo_parts);
     g_test_add_func("/job-steps/phase-words", test_phase_words);
     g_test_add_func("/job-steps/verify", test_verify_steps);
+    g_test_add_func("/job-steps/revert", test_revert_steps);
     g_test_add_func("/result/metadata-view", test_metadata_view);
     g_test_add_func("/result/dbus-view", test_dbus_view);
     return g_test_run();

@@ -150,6 +150,50 @@ test_journal_clone_record(Fixture *f, gconstpointer data)
     g_assert_error(error, VS_ERROR, VS_ERROR_IO);
 }
 
+/* A revert's record: which disks may be partly written and where their safety copy is. */
+static void
+test_journal_revert(Fixture *f, gconstpointer data)
+{
+    g_autoptr(VsJournalEntry) e = vs_journal_entry_new();
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) all = NULL;
+    VsJournalRevertDisk *d = g_new0(VsJournalRevertDisk, 1);
+    VsJournalEntry *back;
+    VsJournalRevertDisk *bd;
+
+    e->snapshot_id = g_strdup("20261121T000000Z-abcdef");
+    e->folder = g_strdup("/snap/.20261121T000000Z-abcdef.partial");
+    e->revert_of = g_strdup("20261120T000000Z-123456");
+    e->revert_writing = TRUE;
+    d->target = g_strdup("vda");
+    d->image = g_strdup("/images/g-vda.qcow2");
+    d->format = g_strdup("qcow2");
+    d->safety = g_strdup("/snap/20261121T000000Z-abcdef/vda.qcow2");
+    g_ptr_array_add(e->revert_disks, d);
+    g_assert_true(vs_journal_write(f->dir, e, &error));
+    g_assert_no_error(error);
+    all = vs_journal_load_all(f->dir);
+    g_assert_cmpuint(all->len, ==, 1);
+    back = g_ptr_array_index(all, 0);
+    g_assert_cmpstr(back->revert_of, ==, e->revert_of);
+    g_assert_true(back->revert_writing);
+    g_assert_false(back->revert_published);
+    g_assert_cmpuint(back->revert_disks->len, ==, 1);
+    bd = g_ptr_array_index(back->revert_disks, 0);
+    g_assert_cmpstr(bd->target, ==, "vda");
+    g_assert_cmpstr(bd->image, ==, d->image);
+    g_assert_cmpstr(bd->format, ==, "qcow2");
+    g_assert_cmpstr(bd->safety, ==, d->safety);
+    vs_journal_remove(f->dir, e->snapshot_id);
+
+    /* A snapshot job's record is not a revert. */
+    g_clear_pointer(&all, g_ptr_array_unref);
+    g_clear_pointer(&e->revert_of, g_free);
+    g_assert_true(vs_journal_write(f->dir, e, &error));
+    all = vs_journal_load_all(f->dir);
+    g_assert_null(((VsJournalEntry *)g_ptr_array_index(all, 0))->revert_of);
+}
+
 static void
 test_journal_bad_records(Fixture *f, gconstpointer data)
 {
@@ -277,6 +321,7 @@ main(int argc, char **argv)
                teardown);
     g_test_add("/store/journal-bad-records", Fixture, NULL, setup, test_journal_bad_records,
                teardown);
+    g_test_add("/store/journal-revert", Fixture, NULL, setup, test_journal_revert, teardown);
     g_test_add("/store/catalog", Fixture, NULL, setup, test_catalog, teardown);
     g_test_add("/store/progress-parse", Fixture, NULL, setup, test_progress_parse, teardown);
     return g_test_run();

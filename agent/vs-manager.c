@@ -662,7 +662,6 @@ handle_revert_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
-
 static gboolean
 handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, const char *domain,
                   const char *operation, const char *sub_operation, const char *extra,

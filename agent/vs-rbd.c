@@ -547,4 +547,3 @@ vs_rbd_snap_rollback(VsRbdImage *img, const char *snap, VsRbdProgress progress, 
                ? set_rbd_error(error, r, "cannot roll %s/%s back to %s", img->pool, img->name, snap)
                : TRUE;
 }
-

@@ -375,7 +375,9 @@ vs_job_holds_disks_offline(VsJob *self)
 gboolean
 vs_job_made_snapshot(VsJob *self)
 {
-    return self->plan && vs_job_succeeded(self);
+    /* A revert's safety snapshot does not count: pruning right after it could remove the
+     * very snapshot just put back, the oldest one, which is seldom what a user wants. */
+    return self->plan && !self->revert && vs_job_succeeded(self);
 }
 
 gboolean

@@ -380,6 +380,22 @@ vs_job_made_snapshot(VsJob *self)
     return self->plan && !self->revert && vs_job_succeeded(self);
 }
 
+const char *
+vs_job_get_method(VsJob *self)
+{
+    return vs_dbus_job1_get_method(self->iface);
+}
+
+gboolean
+vs_job_uses_snapshot(VsJob *self, const char *id)
+{
+    /* A snapshot job's own id; a clone's or verify's source; a revert's safety snapshot and
+     * the snapshot it puts back (its journal names both). */
+    if (g_strcmp0(self->snapshot_id, id) == 0)
+        return TRUE;
+    return self->journal && g_strcmp0(self->journal->revert_of, id) == 0;
+}
+
 gboolean
 vs_job_touches_domain(VsJob *self)
 {

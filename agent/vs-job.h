@@ -44,6 +44,11 @@ const char *vs_job_get_domain(VsJob *self);
 gboolean vs_job_holds_disks_offline(VsJob *self);
 gboolean vs_job_is_queued(VsJob *self);
 
+/* What the job does, as Job1.Method shows it ("live", "clone", "revert", ...). */
+const char *vs_job_get_method(VsJob *self);
+/* Whether the job reads or writes snapshot @id (makes, clones, verifies or reverts to it). */
+gboolean vs_job_uses_snapshot(VsJob *self, const char *id);
+
 /* Whether the job made a new snapshot (a snapshot job that succeeded). */
 gboolean vs_job_made_snapshot(VsJob *self);
 /* FALSE for a job that only reads a finished snapshot (verify): other jobs and hooks of

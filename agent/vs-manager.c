@@ -500,12 +500,12 @@ handle_delete_snapshot(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation
                        VsManager *self)
 {
     g_autoptr(GTask) task = NULL;
-    VsJob *job = vs_queue_find_making(self->queue, id);
+    VsJob *job = vs_queue_find_using(self->queue, id);
 
     if (job) {
         g_dbus_method_invocation_return_error(invocation, VS_ERROR, VS_ERROR_BUSY,
-                                              "snapshot %s is still being made by %s", id,
-                                              vs_job_get_path(job));
+                                              "snapshot %s is in use by job %s (%s)", id,
+                                              vs_job_get_path(job), vs_job_get_method(job));
         return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
     task = catalog_task(self, invocation, id, delete_snapshot_done);

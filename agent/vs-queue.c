@@ -71,12 +71,12 @@ vs_queue_check_free(VsQueue *self, const char *name_or_uuid, const char *shown, 
 }
 
 VsJob *
-vs_queue_find_making(VsQueue *self, const char *id)
+vs_queue_find_using(VsQueue *self, const char *id)
 {
     for (guint i = 0; i < self->jobs->len; i++) {
         VsJob *job = g_ptr_array_index(self->jobs, i);
 
-        if (!vs_job_is_finished(job) && g_strcmp0(vs_job_get_snapshot_id(job), id) == 0)
+        if (!vs_job_is_finished(job) && vs_job_uses_snapshot(job, id))
             return job;
     }
     return NULL;

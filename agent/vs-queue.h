@@ -45,8 +45,9 @@ VsJob *vs_queue_find_active(VsQueue *self, const char *name_or_uuid);
  * @name_or_uuid has an unfinished job. */
 gboolean vs_queue_check_free(VsQueue *self, const char *name_or_uuid, const char *shown,
                              GError **error);
-/* The unfinished job making snapshot @id, or NULL. */
-VsJob *vs_queue_find_making(VsQueue *self, const char *id);
+/* An unfinished job that makes, clones, verifies or reverts to snapshot @id, or NULL:
+ * deleting it now is Busy. */
+VsJob *vs_queue_find_using(VsQueue *self, const char *id);
 
 /* Every job the agent shows, oldest first (VsJob *). */
 GPtrArray *vs_queue_get_jobs(VsQueue *self);

@@ -389,8 +389,11 @@ vs_job_get_method(VsJob *self)
 gboolean
 vs_job_uses_snapshot(VsJob *self, const char *id)
 {
-    /* A snapshot job's own id; a clone's or verify's source; a revert's safety snapshot and
-     * the snapshot it puts back (its journal names both). */
+    /* A snapshot job's own id; a clone's source; a revert's safety snapshot and the
+     * snapshot it puts back (its journal names both). A verification holds nothing: a
+     * delete wins, and the verification ends NoSuchSnapshot. */
+    if (self->verify)
+        return FALSE;
     if (g_strcmp0(self->snapshot_id, id) == 0)
         return TRUE;
     return self->journal && g_strcmp0(self->journal->revert_of, id) == 0;

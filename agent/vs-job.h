@@ -46,7 +46,8 @@ gboolean vs_job_is_queued(VsJob *self);
 
 /* What the job does, as Job1.Method shows it ("live", "clone", "revert", ...). */
 const char *vs_job_get_method(VsJob *self);
-/* Whether the job reads or writes snapshot @id (makes, clones, verifies or reverts to it). */
+/* Whether the job reads or writes snapshot @id: makes, clones or reverts to it (a
+ * verification does not count). */
 gboolean vs_job_uses_snapshot(VsJob *self, const char *id);
 
 /* Whether the job made a new snapshot (a snapshot job that succeeded). */

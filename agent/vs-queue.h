@@ -45,7 +45,7 @@ VsJob *vs_queue_find_active(VsQueue *self, const char *name_or_uuid);
  * @name_or_uuid has an unfinished job. */
 gboolean vs_queue_check_free(VsQueue *self, const char *name_or_uuid, const char *shown,
                              GError **error);
-/* An unfinished job that makes, clones, verifies or reverts to snapshot @id, or NULL:
+/* An unfinished job that makes, clones or reverts to snapshot @id, or NULL:
  * deleting it now is Busy. */
 VsJob *vs_queue_find_using(VsQueue *self, const char *id);
 

@@ -172,6 +172,10 @@ def test_cancel_during_write_back_keeps_the_old_content(lab, agent, revguest):
     path = revert(agent, a['Result']['snapshot-id'], bandwidth=SLOW)
     props = agent.wait_job(path, until=('write-back', 'succeeded', 'failed'), timeout=120)
     assert props['Phase'] == 'write-back', props
+    # The snapshot being put back cannot be deleted under the revert.
+    name, message = agent.call_error('DeleteSnapshot',
+                                     GLib.Variant('(s)', (a['Result']['snapshot-id'],)))
+    assert name == 'org.virtsnap.Error.Busy' and 'revert' in message, (name, message)
     time.sleep(1.5)  # a part of the disk is written
     agent.call('Cancel', iface='org.virtsnap.Job1', path=path)
     props = agent.wait_job(path, timeout=120)

@@ -230,6 +230,12 @@ ctl_snapshot(Ctl *ctl, const Invocation *inv)
     if (!vs_dbus_agent1_call_create_snapshot_sync(ctl->agent, inv_arg(inv, 0),
                                                   g_variant_builder_end(&b), &path, NULL, &error))
         return ctl_fail(error);
+    return ctl_job_started(ctl, inv, path);
+}
+
+int
+ctl_job_started(Ctl *ctl, const Invocation *inv, const char *path)
+{
     if (inv_flag(inv, "wait"))
         return ctl_wait_for_job(ctl, path);
     if (ctl->json)

@@ -17,11 +17,5 @@ ctl_verify(Ctl *ctl, const Invocation *inv)
     if (!vs_dbus_agent1_call_verify_snapshot_sync(ctl->agent, inv_arg(inv, 0),
                                                   g_variant_builder_end(&b), &path, NULL, &error))
         return ctl_fail(error);
-    if (inv_flag(inv, "wait"))
-        return ctl_wait_for_job(ctl, path);
-    if (ctl->json)
-        ctl_print_json(g_variant_new_parsed("{'job': <%o>}", path));
-    else
-        g_print("%s\n", path);
-    return EXIT_OK;
+    return ctl_job_started(ctl, inv, path);
 }

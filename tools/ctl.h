@@ -64,6 +64,9 @@ int ctl_revert(Ctl *ctl, const Invocation *inv); /* ctl-revert.c */
 
 /* ctl-snapshot.c: shared with the commands that start jobs of other kinds. */
 int ctl_wait_for_job(Ctl *ctl, const char *path);
+/* After a call that started the job at @path: with --wait, waits for it (its exit code);
+ * else prints the path (or {"job": path} with --json). */
+int ctl_job_started(Ctl *ctl, const Invocation *inv, const char *path);
 gboolean ctl_parse_size(const char *text, guint64 *out);
 
 /* ctl-proxy.c: a proxy's properties, loaded by us so that failures are reported. */

@@ -269,55 +269,18 @@ request_free(gpointer p)
     g_free(r);
 }
 
-static gboolean
-check_type(const char *key, GVariant *value, const GVariantType *type, GError **error)
-{
-    if (g_variant_is_of_type(value, type))
-        return TRUE;
-    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
-                "option '%s' must be of type '%s', not '%s'", key, g_variant_type_peek_string(type),
-                g_variant_get_type_string(value));
-    return FALSE;
-}
-
-static gboolean
-parse_one(Request *r, const char *key, GVariant *value, GError **error)
-{
-    if (strcmp(key, VS_OPT_CLONE_NAME) == 0) {
-        if (!check_type(key, value, G_VARIANT_TYPE_STRING, error))
-            return FALSE;
-        g_free(r->name);
-        r->name = g_variant_dup_string(value, NULL);
-    } else if (strcmp(key, VS_OPT_CLONE_START) == 0) {
-        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
-            return FALSE;
-        r->start = g_variant_get_boolean(value);
-    } else if (strcmp(key, VS_OPT_CLONE_FULL) == 0) {
-        if (!check_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
-            return FALSE;
-        r->full = g_variant_get_boolean(value);
-    } else {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
-        return FALSE;
-    }
-    return TRUE;
-}
+static const VsOptionField clone_fields[] = {
+    {VS_OPT_CLONE_NAME, "s", G_STRUCT_OFFSET(Request, name)},
+    {VS_OPT_CLONE_START, "b", G_STRUCT_OFFSET(Request, start)},
+    {VS_OPT_CLONE_FULL, "b", G_STRUCT_OFFSET(Request, full)},
+    {NULL},
+};
 
 static gboolean
 parse_options(Request *r, GVariant *options, GError **error)
 {
-    GVariantIter iter;
-    const char *key;
-    GVariant *value;
-
-    g_variant_iter_init(&iter, options);
-    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
-        gboolean ok = parse_one(r, key, value, error);
-
-        g_variant_unref(value);
-        if (!ok)
-            return FALSE;
-    }
+    if (!vs_options_parse_fields(options, clone_fields, r, "CloneSnapshot", error))
+        return FALSE;
     if (!r->name) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                     "option 'name' is required: the clone's domain name");

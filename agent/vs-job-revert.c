@@ -62,47 +62,20 @@ vs_revert_get_uuid(VsRevert *revert)
 
 /* ---- the request ------------------------------------------------------------------------ */
 
-static gboolean
-option_of_type(const char *key, GVariant *value, const GVariantType *type, GError **error)
-{
-    if (g_variant_is_of_type(value, type))
-        return TRUE;
-    g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
-                "option '%s' must be of type %s, not %s", key, g_variant_type_peek_string(type),
-                g_variant_get_type_string(value));
-    return FALSE;
-}
+static const VsOptionField revert_fields[] = {
+    {VS_OPT_STOP, "b", G_STRUCT_OFFSET(VsRevertOptions, stop)},
+    {VS_OPT_SAFETY, "b", G_STRUCT_OFFSET(VsRevertOptions, safety)},
+    {VS_OPT_BANDWIDTH, "t", G_STRUCT_OFFSET(VsRevertOptions, bandwidth)},
+    {NULL},
+};
 
 gboolean
 vs_revert_options_parse(VsRevertOptions *opts, GVariant *dict, GError **error)
 {
-    GVariantIter iter;
-    const char *key;
-    GVariant *value;
-
     opts->stop = FALSE;
     opts->safety = TRUE;
     opts->bandwidth = 0;
-    g_variant_iter_init(&iter, dict);
-    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
-        g_autoptr(GVariant) owned = value;
-
-        if (strcmp(key, VS_OPT_STOP) == 0 || strcmp(key, VS_OPT_SAFETY) == 0) {
-            if (!option_of_type(key, value, G_VARIANT_TYPE_BOOLEAN, error))
-                return FALSE;
-            *(strcmp(key, VS_OPT_STOP) == 0 ? &opts->stop : &opts->safety) =
-                g_variant_get_boolean(value);
-        } else if (strcmp(key, VS_OPT_BANDWIDTH) == 0) {
-            if (!option_of_type(key, value, G_VARIANT_TYPE_UINT64, error))
-                return FALSE;
-            opts->bandwidth = g_variant_get_uint64(value);
-        } else {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
-                        "unknown option '%s' (RevertSnapshot takes stop, safety, bandwidth)", key);
-            return FALSE;
-        }
-    }
-    return TRUE;
+    return vs_options_parse_fields(dict, revert_fields, opts, "RevertSnapshot", error);
 }
 
 /* The snapshot's metadata.json; NULL with NO_SUCH_SNAPSHOT when there is none. */

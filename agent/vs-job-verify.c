@@ -94,28 +94,10 @@ problem(VsVerify *v, VerifyDisk *d, const char *fmt, ...)
 gboolean
 vs_verify_parse_options(GVariant *options, gboolean *deep, GError **error)
 {
-    GVariantIter iter;
-    const char *key;
-    GVariant *value;
+    static const VsOptionField fields[] = {{VS_OPT_DEEP, "b", 0}, {NULL}};
 
     *deep = FALSE;
-    g_variant_iter_init(&iter, options);
-    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
-        g_autoptr(GVariant) owned = value;
-
-        if (strcmp(key, VS_OPT_DEEP) != 0) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
-            return FALSE;
-        }
-        if (!g_variant_is_of_type(value, G_VARIANT_TYPE_BOOLEAN)) {
-            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
-                        "option '%s' must be of type 'b', not '%s'", key,
-                        g_variant_get_type_string(value));
-            return FALSE;
-        }
-        *deep = g_variant_get_boolean(value);
-    }
-    return TRUE;
+    return vs_options_parse_fields(options, fields, deep, "VerifySnapshot", error);
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */

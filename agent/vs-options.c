@@ -69,6 +69,46 @@ check_type(const char *key, GVariant *value, const GVariantType *type, GError **
     return FALSE;
 }
 
+gboolean
+vs_options_parse_fields(GVariant *dict, const VsOptionField *fields, gpointer target,
+                        const char *method, GError **error)
+{
+    GVariantIter iter;
+    const char *key;
+    GVariant *value;
+
+    g_variant_iter_init(&iter, dict);
+    while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
+        g_autoptr(GVariant) owned = value;
+        const VsOptionField *f = fields;
+        gpointer field;
+
+        while (f->key && strcmp(f->key, key) != 0)
+            f++;
+        if (!f->key) {
+            g_autoptr(GString) known = g_string_new(NULL);
+
+            for (f = fields; f->key; f++)
+                g_string_append_printf(known, "%s%s", known->len ? ", " : "", f->key);
+            g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
+                        "unknown option '%s' (%s takes %s)", key, method, known->str);
+            return FALSE;
+        }
+        if (!check_type(key, value, G_VARIANT_TYPE(f->type), error))
+            return FALSE;
+        field = (char *)target + f->offset;
+        if (strcmp(f->type, "s") == 0) {
+            g_free(*(char **)field);
+            *(char **)field = g_variant_dup_string(value, NULL);
+        } else if (strcmp(f->type, "b") == 0) {
+            *(gboolean *)field = g_variant_get_boolean(value);
+        } else {
+            *(guint64 *)field = g_variant_get_uint64(value);
+        }
+    }
+    return TRUE;
+}
+
 static gboolean
 pick_word(const char *key, GVariant *value, const char *const *words, int *out, GError **error)
 {

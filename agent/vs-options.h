@@ -33,6 +33,20 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VsSnapshotOptions, vs_snapshot_options_clear)
  * VS_ERROR_INVALID_ARGUMENT naming the option. */
 gboolean vs_snapshot_options_parse(VsSnapshotOptions *opts, GVariant *dict, GError **error);
 
+/* One option of a method's a{sv} and where it goes: a char * (type "s", replaced), a
+ * gboolean ("b") or a guint64 ("t") at @offset in the caller's struct. */
+typedef struct {
+    const char *key;
+    const char *type;
+    gsize offset;
+} VsOptionField;
+
+/* Fills @target from @dict by @fields (ended by a NULL key); what is not in @dict is left
+ * as it was. An unknown key or a wrong type is VS_ERROR_INVALID_ARGUMENT naming the key
+ * (and, for an unknown one, the keys @method takes). */
+gboolean vs_options_parse_fields(GVariant *dict, const VsOptionField *fields, gpointer target,
+                                 const char *method, GError **error);
+
 const char *vs_method_name(VsMethod method);
 const char *vs_quiesce_name(VsQuiesce quiesce);
 const char *vs_format_name(VsFormat format);

@@ -148,6 +148,58 @@ test_words(void)
     g_assert_cmpstr(vs_copy_name(VS_COPY_SHALLOW), ==, "shallow");
 }
 
+/* The table-driven parser the other methods (clone, revert, verify) use. */
+typedef struct {
+    char *name;
+    gboolean flag;
+    guint64 rate;
+} Fields;
+
+static const VsOptionField fields[] = {
+    {"name", "s", G_STRUCT_OFFSET(Fields, name)},
+    {"flag", "b", G_STRUCT_OFFSET(Fields, flag)},
+    {"rate", "t", G_STRUCT_OFFSET(Fields, rate)},
+    {NULL},
+};
+
+static gboolean
+parse_fields(const char *text, Fields *f, GError **error)
+{
+    g_autoptr(GVariant) dict = g_variant_ref_sink(g_variant_new_parsed(text));
+
+    return vs_options_parse_fields(dict, fields, f, "Test", error);
+}
+
+static void
+test_fields(void)
+{
+    Fields f = {NULL, FALSE, 7};
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse_fields("@a{sv} {}", &f, &error));
+    g_assert_null(f.name);
+    g_assert_cmpuint(f.rate, ==, 7); /* untouched when not given */
+    g_assert_true(parse_fields("{'name': <'a'>, 'name': <'b'>, 'flag': <true>, "
+                               "'rate': <uint64 5>}",
+                               &f, &error));
+    g_assert_cmpstr(f.name, ==, "b"); /* the last one wins, the first is freed */
+    g_assert_true(f.flag);
+    g_assert_cmpuint(f.rate, ==, 5);
+
+    g_assert_false(parse_fields("{'colour': <'red'>}", &f, &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT);
+    g_assert_nonnull(
+        strstr(error->message, "unknown option 'colour' (Test takes name, flag, rate)"));
+    g_clear_error(&error);
+    g_assert_false(parse_fields("{'rate': <5>}", &f, &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT);
+    g_assert_nonnull(strstr(error->message, "must be of type 't'"));
+    g_clear_error(&error);
+    g_assert_false(parse_fields("{'flag': <'yes'>}", &f, &error));
+    g_assert_nonnull(strstr(error->message, "must be of type 'b'"));
+    g_free(f.name);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -158,5 +210,6 @@ main(int argc, char **argv)
     g_test_add_func("/options/compress-picks-shallow", test_compress_picks_shallow);
     g_test_add_func("/options/names", test_names);
     g_test_add_func("/options/words", test_words);
+    g_test_add_func("/options/fields", test_fields);
     return g_test_run();
 }

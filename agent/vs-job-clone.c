@@ -172,21 +172,6 @@ flatten_wanted(VsJob *job)
 
 typedef struct {
     VsJob *job;
-    double fraction;
-    guint64 done, total;
-} Progress;
-
-static gboolean
-apply_progress(gpointer data)
-{
-    Progress *p = data;
-
-    vs_job_set_progress(p->job, p->fraction, p->done, p->total);
-    return G_SOURCE_REMOVE;
-}
-
-typedef struct {
-    VsJob *job;
     guint index;
     int last_percent;
 } FlattenState;
@@ -198,15 +183,11 @@ on_flatten_progress(guint64 done, guint64 total, gpointer data)
     int percent = total ? (int)(100 * done / total) : 0;
 
     if (percent != fs->last_percent) {
-        Progress *p = g_new0(Progress, 1);
-
         fs->last_percent = percent;
-        p->job = fs->job;
-        p->fraction =
-            (fs->index + (total ? (double)done / total : 0)) / fs->job->clone_plan->disks->len;
-        p->done = done;
-        p->total = total;
-        g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, apply_progress, p, g_free);
+        vs_job_set_progress_later(fs->job,
+                                  (fs->index + (total ? (double)done / total : 0)) /
+                                      fs->job->clone_plan->disks->len,
+                                  done, total);
     }
     return !g_atomic_int_get(&fs->job->cancel_requested);
 }

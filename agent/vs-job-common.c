@@ -51,6 +51,43 @@ vs_job_set_progress(VsJob *job, double fraction, guint64 done, guint64 total)
     vs_dbus_job1_set_bytes_total(job->iface, total);
 }
 
+typedef struct {
+    VsJob *job;
+    double fraction;
+    guint64 done, total;
+} LaterProgress;
+
+static gboolean
+apply_later_progress(gpointer data)
+{
+    LaterProgress *p = data;
+
+    vs_job_set_progress(p->job, p->fraction, p->done, p->total);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+later_progress_free(gpointer data)
+{
+    LaterProgress *p = data;
+
+    g_object_unref(p->job);
+    g_free(p);
+}
+
+void
+vs_job_set_progress_later(VsJob *job, double fraction, guint64 done, guint64 total)
+{
+    LaterProgress *p = g_new0(LaterProgress, 1);
+
+    p->job = g_object_ref(job);
+    p->fraction = fraction;
+    p->done = done;
+    p->total = total;
+    g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, apply_later_progress, p,
+                               later_progress_free);
+}
+
 static void
 job_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {

@@ -113,6 +113,8 @@ VsJobDisk *vs_job_disk(VsJob *job, guint i);
 gboolean vs_job_journal_save(VsJob *job, GError **error);
 
 void vs_job_set_progress(VsJob *job, double fraction, guint64 done, guint64 total);
+/* The same from a worker thread: set on the main loop (the job is kept until then). */
+void vs_job_set_progress_later(VsJob *job, double fraction, guint64 done, guint64 total);
 
 /* Runs @func in a worker thread; @done gets a boolean GTask on the main loop. */
 void vs_job_run_in_thread(VsJob *job, VsStepThreadFunc func, GAsyncReadyCallback done);

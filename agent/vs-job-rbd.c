@@ -71,21 +71,6 @@ rbd_freeze_thread(VsJob *job, GError **error)
 
 typedef struct {
     VsJob *job;
-    double fraction;
-    guint64 done, total;
-} RbdProgress;
-
-static gboolean
-apply_rbd_progress(gpointer data)
-{
-    RbdProgress *p = data;
-
-    vs_job_set_progress(p->job, p->fraction, p->done, p->total);
-    return G_SOURCE_REMOVE;
-}
-
-typedef struct {
-    VsJob *job;
     guint index;
     int last_percent;
 } FlattenState;
@@ -98,14 +83,9 @@ on_rbd_flatten_progress(guint64 done, guint64 total, gpointer data)
     int percent = total ? (int)(100 * done / total) : 0;
 
     if (percent != fs->last_percent) {
-        RbdProgress *p = g_new0(RbdProgress, 1);
-
         fs->last_percent = percent;
-        p->job = job;
-        p->fraction = (fs->index + (total ? (double)done / total : 0)) / job->disks->len;
-        p->done = done;
-        p->total = total;
-        g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, apply_rbd_progress, p, g_free);
+        vs_job_set_progress_later(
+            job, (fs->index + (total ? (double)done / total : 0)) / job->disks->len, done, total);
     }
     return !g_atomic_int_get(&job->cancel_requested);
 }

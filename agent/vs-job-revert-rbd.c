@@ -172,32 +172,14 @@ rbd_disk_facts(VsJob *job, VsJobDisk *d, GVariantBuilder *facts)
     vs_job_method_rbd.disk_facts(job, d, facts);
 }
 
-typedef struct {
-    VsJob *job;
-    double fraction;
-    guint64 done, total;
-} Progress;
-
-static gboolean
-apply_progress(gpointer data)
-{
-    Progress *p = data;
-
-    vs_job_set_progress(p->job, p->fraction, p->done, p->total);
-    return G_SOURCE_REMOVE;
-}
-
 static gboolean
 on_rollback_progress(guint64 done, guint64 total, gpointer data)
 {
     VsJob *job = data;
-    Progress *p = g_new0(Progress, 1);
 
-    p->job = job;
-    p->fraction = (job->revert->index + (total ? (double)done / total : 0)) / job->disks->len;
-    p->done = done;
-    p->total = total;
-    g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, apply_progress, p, g_free);
+    vs_job_set_progress_later(
+        job, (job->revert->index + (total ? (double)done / total : 0)) / job->disks->len, done,
+        total);
     return !g_atomic_int_get(&job->cancel_requested);
 }
 

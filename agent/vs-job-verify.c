@@ -397,42 +397,16 @@ rbd_spec(GVariant *rbd)
 
 /* ---- progress ------------------------------------------------------------------------------ */
 
-typedef struct {
-    VsJob *job;
-    guint64 done, total;
-} Progress;
-
-static gboolean
-progress_idle(gpointer data)
-{
-    Progress *p = data;
-
-    vs_job_set_progress(p->job, p->total ? (double)p->done / p->total : 0.0, p->done, p->total);
-    return G_SOURCE_REMOVE;
-}
-
-static void
-progress_free(gpointer data)
-{
-    Progress *p = data;
-
-    g_object_unref(p->job);
-    g_free(p);
-}
-
 /* One more disk's share done (its virtual size: a big disk takes longer). Worker thread:
  * the property is set on the main loop. */
 static void
 advance_progress(VsJob *job, VerifyDisk *d)
 {
     VsVerify *v = job->verify;
-    Progress *p = g_new0(Progress, 1);
 
     v->units_done += MAX(d->size, 1);
-    p->job = g_object_ref(job);
-    p->done = v->units_done;
-    p->total = v->units_total;
-    g_idle_add_full(G_PRIORITY_DEFAULT, progress_idle, p, progress_free);
+    vs_job_set_progress_later(job, v->units_total ? (double)v->units_done / v->units_total : 0.0,
+                              v->units_done, v->units_total);
 }
 
 /* ---- CHECK -------------------------------------------------------------------------------- */

@@ -415,19 +415,10 @@ delete_rbd_objects(VsManager *self, const char *id, GError **error)
 
     for (gsize i = 0; i < g_variant_n_children(list); i++) {
         g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
-        g_autoptr(GVariant) disks = NULL;
         const char *sid = NULL;
 
-        if (!g_variant_lookup(snap, "id", "&s", &sid) || g_strcmp0(sid, id) != 0)
-            continue;
-        disks = g_variant_lookup_value(snap, "disks", G_VARIANT_TYPE("aa{sv}"));
-        for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
-            g_autoptr(GVariant) disk = g_variant_get_child_value(disks, k);
-            g_autoptr(GVariant) rbd = g_variant_lookup_value(disk, "rbd", G_VARIANT_TYPE_VARDICT);
-
-            if (rbd && !vs_rbd_delete_snapshot_disk(&self->config->rbd, rbd, error))
-                return FALSE;
-        }
+        if (g_variant_lookup(snap, "id", "&s", &sid) && g_strcmp0(sid, id) == 0)
+            return vs_rbd_delete_snapshot_objects(&self->config->rbd, snap, error);
     }
     return TRUE;
 }

@@ -70,6 +70,16 @@ last_message(const char *out)
     return g_strdup(last ? last : "no message");
 }
 
+/* What a failed qemu-img says, as our code: a full (or over-quota) target is NoSpace, the
+ * same for the async and the sync run; anything else is IO. */
+static VsError
+failure_code(const char *out)
+{
+    return out && (strstr(out, "No space left on device") || strstr(out, "Disk quota exceeded"))
+               ? VS_ERROR_NO_SPACE
+               : VS_ERROR_IO;
+}
+
 static void
 maybe_complete(GTask *task)
 {
@@ -85,12 +95,8 @@ maybe_complete(GTask *task)
                                 run->wait_error->message);
     } else if (!g_subprocess_get_successful(run->proc)) {
         msg = last_message(run->out->str);
-        g_task_return_new_error(task, VS_ERROR,
-                                strstr(run->out->str, "No space left on device") ||
-                                        strstr(run->out->str, "Disk quota exceeded")
-                                    ? VS_ERROR_NO_SPACE
-                                    : VS_ERROR_IO,
-                                "%s failed: %s", run->command, msg);
+        g_task_return_new_error(task, VS_ERROR, failure_code(run->out->str), "%s failed: %s",
+                                run->command, msg);
     } else {
         g_task_return_pointer(task, g_strdup(run->out->str), g_free);
     }
@@ -219,9 +225,7 @@ vs_qemu_img_run_sync(const char *const *args, GError **error)
     }
     if (!g_subprocess_get_successful(proc)) {
         msg = last_message(out ? out : "");
-        g_set_error(error, VS_ERROR,
-                    out && strstr(out, "No space left on device") ? VS_ERROR_NO_SPACE : VS_ERROR_IO,
-                    "qemu-img %s failed: %s", args[0], msg);
+        g_set_error(error, VS_ERROR, failure_code(out), "qemu-img %s failed: %s", args[0], msg);
         return NULL;
     }
     return g_steal_pointer(&out);

@@ -55,6 +55,30 @@ vs_qemu_img_parse_progress(const char *text, gsize len)
     return best;
 }
 
+char *
+vs_qemu_img_without_paths(const char *line)
+{
+    GString *s = g_string_new(NULL);
+
+    for (const char *p = line; *p;) {
+        const char *end, *base;
+
+        if (*p != '/' || (p > line && !strchr(" '\"(", p[-1]))) {
+            g_string_append_c(s, *p++);
+            continue;
+        }
+        end = p + strcspn(p, " :'\")");
+        base = p;
+        for (const char *q = p; q < end; q++) {
+            if (*q == '/' && q + 1 < end)
+                base = q + 1;
+        }
+        g_string_append_len(s, base, end - base);
+        p = end;
+    }
+    return g_string_free(s, FALSE);
+}
+
 /* The last meaningful line of qemu-img's output: its error message. */
 static char *
 last_message(const char *out)
@@ -67,7 +91,7 @@ last_message(const char *out)
         if (*lines[i] && vs_qemu_img_parse_progress(lines[i], strlen(lines[i])) < 0)
             last = lines[i];
     }
-    return g_strdup(last ? last : "no message");
+    return last ? vs_qemu_img_without_paths(last) : g_strdup("no message");
 }
 
 /* What a failed qemu-img says, as our code: a full (or over-quota) target is NoSpace, the

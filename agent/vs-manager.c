@@ -718,9 +718,12 @@ static void
 on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
 {
     /* Only a new snapshot changes what a policy's keep counts. */
-    if (vs_job_made_snapshot(job))
+    if (vs_job_made_snapshot(job)) {
         vs_queue_prune(self->queue, vs_job_get_uuid(job),
                        vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
+        /* `every` counts from this success. */
+        vs_scheduler_snapshot_made(self->scheduler, vs_job_get_uuid(job));
+    }
 }
 
 static void

@@ -14,8 +14,9 @@ from conftest import Agent, remove_guest, start_guest
 
 EVERY = 6            # seconds: the policy's every=
 JITTER = EVERY / 20  # the scheduler moves a slot by at most ±every/20
-# A request becomes a job within this (a worker thread checks the domain first).
-LATE = 1.0
+# A request becomes a job within this (a worker thread checks the domain first; CI runs
+# both lab modes side by side on two cores).
+LATE = 1.5
 
 
 @pytest.fixture(scope='module')
@@ -123,4 +124,5 @@ def test_libvirtd_restart_keeps_the_count(lab, sagent):
     reconnected = time.time()
     created, _ = next_success(sagent, seen, EVERY + 60)
     assert abs(created - last - EVERY) <= JITTER + LATE, (created, last, reconnected)
-    assert created < reconnected + EVERY - 1, (created, reconnected)
+    # Counted from the reconnection, it would be at reconnected + every at the earliest.
+    assert created < reconnected + EVERY - 0.5, (created, reconnected)

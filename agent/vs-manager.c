@@ -36,6 +36,7 @@ struct _VsManager {
     GDBusObjectManagerServer *object_manager;
     VsQueue *queue;
     GHashTable *hook_counts; /* operation -> count */
+    guint hook_refused_job;  /* the job of the last refusal logged */
     VsScheduler *scheduler;
     VsBouncer *bouncer; /* every method call passes it first */
     VsExports *exports; /* browse: snapshot disks served over NBD */
@@ -667,9 +668,12 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
     vs_dbus_agent1_set_hook_counts(self->skeleton, vs_hook_count(self->hook_counts, operation));
     allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
                            job && vs_job_holds_disks_offline(job), &message);
-    if (!allow)
+    /* A refused start is asked again every 250 ms while the hook waits: one line per job. */
+    if (!allow && vs_job_get_id(job) != self->hook_refused_job)
         vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, domain, "hook: refused %s of %s: %s", operation,
                    domain, message);
+    if (!allow)
+        self->hook_refused_job = vs_job_get_id(job);
     vs_dbus_agent1_complete_hook_event(skeleton, invocation, allow, message);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -709,9 +713,12 @@ static void
 on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
 {
     /* Only a new snapshot changes what a policy's keep counts. */
-    if (vs_job_made_snapshot(job))
+    if (vs_job_made_snapshot(job)) {
         vs_queue_prune(self->queue, vs_job_get_uuid(job),
                        vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
+        /* `every` counts from this success. */
+        vs_scheduler_snapshot_made(self->scheduler, vs_job_get_uuid(job));
+    }
 }
 
 static void

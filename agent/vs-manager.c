@@ -441,12 +441,14 @@ delete_snapshot(VsManager *self, CatalogCall *cc, GError **error)
     g_autoptr(GPtrArray) holders = NULL;
     g_autoptr(GPtrArray) held = g_ptr_array_new();
     g_autoptr(GPtrArray) gone = g_ptr_array_new();
-    g_autofree char *meta = NULL;
+    g_autoptr(JsonNode) meta = NULL;
+    g_autoptr(GError) unread = NULL;
 
     if (!vs_name_is_valid(cc->arg))
         return vs_catalog_delete(snapshot_dir, cc->arg, error); /* its own error */
-    meta = g_build_filename(snapshot_dir, cc->arg, VS_METADATA_FILE, NULL);
-    if (g_file_test(meta, G_FILE_TEST_IS_REGULAR)) {
+    /* Never through a link (vs_catalog_delete refuses those too). */
+    meta = vs_catalog_read_metadata(snapshot_dir, cc->arg, &unread);
+    if (meta || !g_error_matches(unread, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT)) {
         holders = vs_holds_scan(snapshot_dir, self->config->state_dir);
         vs_holds_of(holders, cc->arg, cc->conn, held, gone);
         if (!vs_holds_check(cc->arg, held, error))

@@ -183,8 +183,16 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     ConnWork *w = g_task_get_task_data(G_TASK(result));
     CreateData *c = w->data;
     g_autoptr(VsPlan) plan = value ? (VsPlan *)(guintptr)g_variant_get_uint64(value) : NULL;
+    g_autoptr(GError) ours = NULL;
     VsJob *job;
 
+    /* Calls at once: the block job this plan saw may be the copy of a job of ours that
+     * started while it was made. Name that job, not a "foreign" one to force away. */
+    if (!plan && g_error_matches(error, VS_ERROR, VS_ERROR_BUSY) &&
+        !vs_queue_check_free(self->queue, c->domain, c->domain, &ours)) {
+        g_clear_error(&error);
+        error = g_steal_pointer(&ours);
+    }
     if (!plan || !vs_queue_check_free(self->queue, plan->uuid, plan->name, &error)) {
         reply_error(invocation, error);
         return;

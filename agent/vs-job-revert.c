@@ -78,26 +78,14 @@ vs_revert_options_parse(VsRevertOptions *opts, GVariant *dict, GError **error)
     return vs_options_parse_fields(dict, revert_fields, opts, "RevertSnapshot", error);
 }
 
-/* The snapshot's metadata.json; NULL with NO_SUCH_SNAPSHOT when there is none. */
+/* The snapshot's metadata.json; NULL with NO_SUCH_SNAPSHOT when there is none. Never
+ * through a link: a folder or metadata.json that is one is not ours. */
 static JsonNode *
 read_metadata(const char *dir, const char *id, GError **error)
 {
-    g_autofree char *path = g_build_filename(dir, VS_METADATA_FILE, NULL);
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) local = NULL;
+    g_autofree char *snapshot_dir = g_path_get_dirname(dir);
 
-    /* A folder that is a link is not one we made. */
-    if (g_file_test(dir, G_FILE_TEST_IS_SYMLINK) || !g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT, "no snapshot with id '%s'", id);
-        return NULL;
-    }
-    if (!json_parser_load_from_file(parser, path, &local) ||
-        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot read %s: %s", path,
-                    local ? local->message : "not a JSON object");
-        return NULL;
-    }
-    return json_node_copy(json_parser_get_root(parser));
+    return vs_catalog_read_metadata(snapshot_dir, id, error);
 }
 
 /* An RBD snapshot puts back what the disk's image held at its source snapshot, which the

@@ -184,8 +184,16 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     ConnWork *w = g_task_get_task_data(G_TASK(result));
     CreateData *c = w->data;
     g_autoptr(VsPlan) plan = value ? (VsPlan *)(guintptr)g_variant_get_uint64(value) : NULL;
+    g_autoptr(GError) ours = NULL;
     VsJob *job;
 
+    /* Calls at once: the block job this plan saw may be the copy of a job of ours that
+     * started while it was made. Name that job, not a "foreign" one to force away. */
+    if (!plan && g_error_matches(error, VS_ERROR, VS_ERROR_BUSY) &&
+        !vs_queue_check_free(self->queue, c->domain, c->domain, &ours)) {
+        g_clear_error(&error);
+        error = g_steal_pointer(&ours);
+    }
     if (!plan || !vs_queue_check_free(self->queue, plan->uuid, plan->name, &error)) {
         reply_error(invocation, error);
         return;
@@ -433,12 +441,14 @@ delete_snapshot(VsManager *self, CatalogCall *cc, GError **error)
     g_autoptr(GPtrArray) holders = NULL;
     g_autoptr(GPtrArray) held = g_ptr_array_new();
     g_autoptr(GPtrArray) gone = g_ptr_array_new();
-    g_autofree char *meta = NULL;
+    g_autoptr(JsonNode) meta = NULL;
+    g_autoptr(GError) unread = NULL;
 
     if (!vs_name_is_valid(cc->arg))
         return vs_catalog_delete(snapshot_dir, cc->arg, error); /* its own error */
-    meta = g_build_filename(snapshot_dir, cc->arg, VS_METADATA_FILE, NULL);
-    if (g_file_test(meta, G_FILE_TEST_IS_REGULAR)) {
+    /* Never through a link (vs_catalog_delete refuses those too). */
+    meta = vs_catalog_read_metadata(snapshot_dir, cc->arg, &unread);
+    if (meta || !g_error_matches(unread, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT)) {
         holders = vs_holds_scan(snapshot_dir, self->config->state_dir);
         vs_holds_of(holders, cc->arg, cc->conn, held, gone);
         if (!vs_holds_check(cc->arg, held, error))

@@ -209,3 +209,20 @@ def domain_intact(guest, inactive_xml_before):
     assert guest.is_persistent()
     assert guest.inactive_xml() == inactive_xml_before
     assert guest.block_jobs() == []
+
+
+# ---- the fuzz suite's totals (test_fuzz.py fills them) ----------------------------------------
+FUZZ_TOTALS = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FUZZ_TOTALS.get('inputs'):
+        total = FUZZ_TOTALS['inputs']
+        ok = FUZZ_TOTALS.get('rejected', 0) + FUZZ_TOTALS.get('accepted', 0)
+        verdict = 'all rejected with specific errors' if ok == total and FUZZ_TOTALS.get(
+            'done') else f'{total - ok} NOT answered as they must (or the suite did not finish)'
+        terminalreporter.write_line(f'hostile inputs: {total}, {verdict} '
+                                    f'({FUZZ_TOTALS.get("accepted", 0)} of them queries answered '
+                                    f'with nothing, or the job and deletes they asked for)')
+        if FUZZ_TOTALS.get('errors'):
+            terminalreporter.write_line(f'hostile inputs by error: {FUZZ_TOTALS["errors"]}')

@@ -9,6 +9,8 @@
 
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char *dir;
@@ -299,6 +301,86 @@ test_catalog(Fixture *f, gconstpointer data)
     }
 }
 
+/* Links planted in the snapshot directory (a folder, a metadata.json, a partial folder, a
+ * dangling one) are never followed: not listed, not a name taken, NoSuchSnapshot for
+ * delete, and what they point to stays as it was. */
+static void
+test_catalog_links(Fixture *f, gconstpointer data)
+{
+    /* Hidden: a folder of the snapshot directory that is not a snapshot either way. */
+    g_autofree char *outside = g_build_filename(f->dir, ".outside", NULL);
+    g_autofree char *outside_meta = g_build_filename(outside, VS_METADATA_FILE, NULL);
+    g_autofree char *outside_image = g_build_filename(outside, "vda.qcow2", NULL);
+    g_autofree char *folder_link = g_build_filename(f->dir, "snap-link", NULL);
+    g_autofree char *real = g_build_filename(f->dir, "snap-real", NULL);
+    g_autofree char *meta_link = g_build_filename(real, VS_METADATA_FILE, NULL);
+    g_autofree char *image_in_real = g_build_filename(real, "vda.qcow2", NULL);
+    g_autofree char *partial = vs_catalog_partial_dir(f->dir, "snap-partial");
+    g_autofree char *dangling = g_build_filename(f->dir, "snap-dangling", NULL);
+    g_autofree char *fifo_dir = g_build_filename(f->dir, "snap-fifo", NULL);
+    g_autofree char *fifo = g_build_filename(fifo_dir, VS_METADATA_FILE, NULL);
+    g_autoptr(JsonNode) victim = metadata("snap-link", "planted", "web", 50);
+    g_autofree char *victim_text = json_to_string(victim, FALSE);
+    g_autoptr(GVariant) all = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *text = NULL;
+    guint warnings_before = warnings_seen;
+    const char *ids[] = {"snap-link", "snap-real", "snap-dangling", "snap-fifo"};
+
+    make_snapshot(f, "snap-ok", "kept", "web", 100);
+    g_assert_cmpint(g_mkdir(outside, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(outside_meta, victim_text, -1, NULL));
+    g_assert_true(g_file_set_contents(outside_image, "outside", -1, NULL));
+    g_assert_cmpint(symlink(outside, folder_link), ==, 0);
+    g_assert_cmpint(g_mkdir(real, 0711), ==, 0);
+    g_assert_cmpint(symlink(outside_meta, meta_link), ==, 0);
+    g_assert_cmpint(symlink(outside_image, image_in_real), ==, 0);
+    g_assert_cmpint(symlink(outside, partial), ==, 0);
+    g_assert_cmpint(symlink("/nonexistent/virtsnap", dangling), ==, 0);
+    g_assert_cmpint(g_mkdir(fifo_dir, 0711), ==, 0);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0); /* opened, it would block a reader */
+
+    all = g_variant_ref_sink(vs_catalog_list(f->dir, NULL));
+    g_assert_cmpuint(g_variant_n_children(all), ==, 1);
+    g_assert_false(vs_catalog_name_taken(f->dir, "u-web", "planted"));
+    g_assert_true(vs_catalog_name_taken(f->dir, "u-web", "kept"));
+    g_assert_cmpuint(warnings_seen, >, warnings_before); /* the links are logged */
+
+    for (guint i = 0; i < G_N_ELEMENTS(ids); i++) {
+        g_autoptr(JsonNode) node = vs_catalog_read_metadata(f->dir, ids[i], &error);
+
+        g_assert_null(node);
+        g_assert_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT);
+        g_clear_error(&error);
+        g_assert_false(vs_catalog_delete(f->dir, ids[i], &error));
+        g_assert_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT);
+        g_clear_error(&error);
+    }
+    g_assert_null(vs_catalog_read_metadata(f->dir, "../outside", &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT);
+    g_clear_error(&error);
+
+    /* Everything outside is as it was; the links are still links. */
+    g_assert_true(g_file_get_contents(outside_meta, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, victim_text);
+    g_clear_pointer(&text, g_free);
+    g_assert_true(g_file_get_contents(outside_image, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "outside");
+    g_assert_true(g_file_test(folder_link, G_FILE_TEST_IS_SYMLINK));
+    g_assert_true(g_file_test(partial, G_FILE_TEST_IS_SYMLINK));
+    g_assert_true(g_file_test(meta_link, G_FILE_TEST_IS_SYMLINK));
+
+    /* A real snapshot folder holding a linked image: delete removes the link, not its target. */
+    {
+        g_autofree char *ok_image = g_build_filename(f->dir, "snap-ok", "vdb.qcow2", NULL);
+
+        g_assert_cmpint(symlink(outside_image, ok_image), ==, 0);
+        g_assert_true(vs_catalog_delete(f->dir, "snap-ok", &error));
+        g_assert_no_error(error);
+        g_assert_true(g_file_test(outside_image, G_FILE_TEST_IS_REGULAR));
+    }
+}
+
 static void
 test_progress_parse(Fixture *f, gconstpointer data)
 {
@@ -344,6 +426,7 @@ main(int argc, char **argv)
                teardown);
     g_test_add("/store/journal-revert", Fixture, NULL, setup, test_journal_revert, teardown);
     g_test_add("/store/catalog", Fixture, NULL, setup, test_catalog, teardown);
+    g_test_add("/store/catalog-links", Fixture, NULL, setup, test_catalog_links, teardown);
     g_test_add("/store/progress-parse", Fixture, NULL, setup, test_progress_parse, teardown);
     g_test_add_func("/store/qemu-img-without-paths", test_qemu_img_without_paths);
     return g_test_run();

@@ -3,6 +3,7 @@
  * clones and files. Each part is read from the journal, so the same code repairs the job
  * of an agent that crashed (a recovery job runs every part). */
 #include "vs-job-private.h"
+#include "vs-child.h"
 #include "vs-domain-xml.h"
 #include "vs-error.h"
 #include "vs-revert.h"
@@ -52,14 +53,43 @@ undo_resume(VsJob *job, virDomainPtr dom)
     job->journal->suspended = FALSE;
 }
 
-/* Our managed save is never orphaned: the guest starts again from it. The killed
- * qemu-img may hold its read lock on the disks a moment longer: retry briefly. */
+/* How long undo waits for libvirt to finish a managed save a killed agent began. */
+#define SAVE_WAIT_S 600
+
+/* A managed save of ours may still be in flight: the agent was killed while libvirt wrote
+ * it, and libvirt goes on. Until it ends the domain is active (paused); after it, off with
+ * our image. Deciding before it ends would leave the guest off: wait for libvirt's job on
+ * the domain to end (libvirt 9.0 keeps a dead client's save running). */
+static void
+wait_domain_job(VsJob *job, virDomainPtr dom)
+{
+    for (int i = 0; i < SAVE_WAIT_S * 10; i++) {
+        virDomainJobInfo info = {0};
+
+        if (virDomainGetJobInfo(dom, &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE)
+            return;
+        if (i == 0)
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+                    "waiting for libvirt's job on %s (a managed save) "
+                    "to end",
+                    job->journal->domain);
+        g_usleep(100 * 1000);
+    }
+}
+
+/* Our managed save is never orphaned: the guest starts again from it. The state is read
+ * again before each try (a save that ended, a start by someone else); a killed qemu-img
+ * was ended before (undo_children), but its lock may outlive it a moment: retry briefly. */
 static gboolean
 undo_restart(VsJob *job, virDomainPtr dom, GError **error)
 {
-    int active = virDomainIsActive(dom);
+    int active = -1;
 
-    for (int attempt = 0; active == 0 && attempt < 10; attempt++) {
+    wait_domain_job(job, dom);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        active = virDomainIsActive(dom);
+        if (active != 0)
+            break;
         if (virDomainCreate(dom) == 0) {
             g_string_append_printf(job->undo_notes, "domain started again from its managed "
                                                     "save; ");
@@ -143,6 +173,28 @@ undo_rbd(VsJob *job, VsJournalRbd *r, GError **error)
     return TRUE;
 }
 
+/* First of all: a child of ours that lived on (e.g. a qemu-img of a killed agent) holds
+ * the disks' locks and writes into the folder that undo removes. */
+static gboolean
+undo_children(VsJob *job, GError **error)
+{
+    VsJournalEntry *j = job->journal;
+
+    for (guint i = 0; i < j->children->len; i++) {
+        const VsJournalChild *c = &g_array_index(j->children, VsJournalChild, i);
+
+        if (!vs_child_end_leftover((GPid)c->pid, c->start, j->folder)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                        "cannot end the job's leftover process %" G_GINT64_FORMAT, c->pid);
+            return FALSE; /* the journal keeps it; the next start tries again */
+        }
+    }
+    g_mutex_lock(&job->lock);
+    g_array_set_size(j->children, 0);
+    g_mutex_unlock(&job->lock);
+    return TRUE;
+}
+
 gboolean
 vs_job_undo_thread(VsJob *job, GError **error)
 {
@@ -152,6 +204,8 @@ vs_job_undo_thread(VsJob *job, GError **error)
     g_autoptr(virDomain) dom = NULL;
     g_autoptr(GError) local = NULL;
 
+    if (!undo_children(job, error))
+        return FALSE;
     dom = vs_lookup_domain(job->undo_conn, j->uuid && *j->uuid ? j->uuid : j->domain, &local);
     if (!dom && local && local->code == VS_ERROR_NOT_CONNECTED) {
         g_propagate_error(error, g_steal_pointer(&local));

@@ -61,6 +61,11 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     e->frozen = TRUE;
     g_ptr_array_add(e->copies, g_strdup("vda"));
     g_ptr_array_add(e->copies, g_strdup("vdb"));
+    {
+        VsJournalChild c = {4242, G_GUINT64_CONSTANT(123456789)};
+
+        g_array_append_val(e->children, c);
+    }
 
     g_assert_true(vs_journal_write(f->dir, e, &error));
     g_assert_no_error(error);
@@ -74,6 +79,9 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     g_assert_false(back->suspended);
     g_assert_cmpuint(back->copies->len, ==, 2);
     g_assert_cmpstr(g_ptr_array_index(back->copies, 1), ==, "vdb");
+    g_assert_cmpuint(back->children->len, ==, 1);
+    g_assert_cmpint(g_array_index(back->children, VsJournalChild, 0).pid, ==, 4242);
+    g_assert_cmpuint(g_array_index(back->children, VsJournalChild, 0).start, ==, 123456789);
 
     /* Rewriting replaces the record, it never leaves a temp file behind. */
     e->undefined = FALSE;

@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The fault matrix: at every step of every snapshot method the agent is killed (SIGKILL,
+at the step's start, and for steps with a child process or a libvirt job in flight also a
+moment later) or the step fails (an injected IO error at the end of its work). After each
+point -- a restarted agent having repaired what the journal says -- the domain must be as
+it was: same state, persistent, same inactive XML, no block job, guest thawed, no managed
+save of ours, no partial folder, delta, .part or journal record, no qemu-img left, and the
+job shown interrupted (kill) or failed with IO (error).
+
+Needs an agent built with -Dfault_injection=true (run-tests' build-ci): it reads
+VIRTSNAP_FAULT=METHOD:PHASE:ACTION[:DELAY_MS]. One guest serves every method (live, the
+legacy undefine path, cold on the running guest, then offline once it is shut off). The
+matrix goes to <stage>/results/fault-matrix-MODE.txt and, through conftest's
+pytest_terminal_summary, to the run's output."""
+
+import os
+import re
+import time
+
+import pytest
+from gi.repository import GLib
+
+import conftest
+from conftest import MODE, Agent
+
+# What a clean run of each method goes through (Job1.Phase, in order), as the method
+# tables in agent/vs-job-*.c have it; test_fault_point[...-clean] checks it against the
+# agent's own log. delayed: steps that get a second kill while their work is in flight
+# (a child qemu-img, a libvirt save), milliseconds after the step begins.
+METHODS = {
+    'live': dict(word='live', options={},
+                 phases=['prepare', 'copy', 'wait-ready', 'freeze-window', 'flatten', 'catalog'],
+                 delayed={'flatten': 150}),
+    'legacy': dict(word='live', options={'legacy_undefine': True},
+                   phases=['prepare', 'copy', 'wait-ready', 'freeze-window', 'redefine',
+                           'flatten', 'catalog'],
+                   delayed={}),
+    'cold': dict(word='cold', options={'method': 'cold'},
+                 phases=['prepare', 'save', 'extract', 'restore', 'catalog'],
+                 delayed={'save': 400, 'extract': 150}),
+    'offline': dict(word='cold', options={},
+                    phases=['prepare', 'extract', 'catalog'],
+                    delayed={'extract': 150}),
+}
+ORDER = ['live', 'legacy', 'cold', 'offline']
+
+
+def _points():
+    points = []
+    for name in ORDER:
+        m = METHODS[name]
+        points.append((name, '-', 'clean', 0))
+        for phase in m['phases']:
+            points.append((name, phase, 'kill', 0))
+            if phase in m['delayed']:
+                points.append((name, phase, 'kill', m['delayed'][phase]))
+            # An error at the end of the step's work (DELAY_MS > 0), so that its real undo
+            # runs -- but catalog's end is the published snapshot: it fails at its start.
+            points.append((name, phase, 'error', 0 if phase == 'catalog' else 1))
+    points.append(('offline', '-', 'clean', 0))  # the job after the last point works
+    return points
+
+
+POINTS = _points()
+N_FAULT_POINTS = sum(1 for p in POINTS if p[2] != 'clean')
+
+
+def _point_id(p):
+    return f'{p[0]}-clean' if p[2] == 'clean' else f'{p[0]}-{p[1]}-{p[2]}-{p[3]}'
+
+
+def _matrix_file():
+    assets = os.environ.get('VIRTSNAP_LAB_ASSETS', '')
+    results = os.path.join(os.path.dirname(assets), 'results') if assets else ''
+    if results and os.access(results, os.W_OK):
+        return os.path.join(results, f'fault-matrix-{MODE}.txt')
+    return None
+
+
+def _record(line):
+    conftest.FAULT_MATRIX.append(line)
+    path = _matrix_file()
+    if path:
+        with open(path, 'w') as f:
+            f.write('\n'.join(conftest.FAULT_MATRIX) + '\n')
+
+
+@pytest.fixture(scope='module')
+def guest(lab):
+    g = conftest.start_guest(lab, 'faulty', disks=1, agent=True, backing=True)
+    path = _matrix_file()
+    if path and os.path.exists(path):
+        os.unlink(path)
+    yield g
+    conftest.remove_guest(g)
+
+
+def managed_save(lab, name):
+    return 'Managed save:   yes' in lab.virsh('dominfo', name)
+
+
+def qemu_img_children(snapshot_dir):
+    """qemu-img processes that work in the agent's snapshot directory."""
+    found = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b'qemu-img' and \
+                any(snapshot_dir.encode() in a for a in argv):
+            found.append(int(pid))
+    return found
+
+
+def snapshot_entries(agent):
+    """Everything under the snapshot directory: (hidden names, visible names, stray files)."""
+    hidden, visible, stray = [], [], []
+    if not os.path.isdir(agent.snapshot_dir):
+        return hidden, visible, stray
+    for name in os.listdir(agent.snapshot_dir):
+        (hidden if name.startswith('.') else visible).append(name)
+    for root, _, files in os.walk(agent.snapshot_dir):
+        stray += [os.path.join(root, f) for f in files
+                  if f.endswith('.part') or '.delta.' in f]
+    return sorted(hidden), sorted(visible), stray
+
+
+def log_size(agent):
+    return os.path.getsize(agent.log) if os.path.exists(agent.log) else 0
+
+
+def phases_of_job(agent, since, job_id=r'\d+'):
+    """The phases a job entered, from the agent's log (--verbose: "phase X") after byte
+    @since (the agents of this module share one directory, and so one log)."""
+    pattern = re.compile(rf'job {job_id} \([^)]*\): phase (\S+)')
+    return [m.group(1) for m in pattern.finditer(agent.log_text()[since:])]
+
+
+def wait_recovery(agent, timeout=90):
+    """The recovery job the restarted agent runs (or None when it has none): final props."""
+    (jobs,) = agent.call('ListJobs')
+    if not jobs:
+        return None
+    assert len(jobs) == 1, jobs
+    return agent.wait_job(jobs[0], timeout=timeout)
+
+
+def check_domain(lab, agent, guest, expect_state, xml_before, visible_before):
+    """What every point must leave; the list of what is wrong (empty: recovered)."""
+    wrong = []
+    state = guest.state()
+    if state != expect_state:
+        wrong.append(f'state {state!r}, was {expect_state!r}')
+    if not guest.is_persistent():
+        wrong.append('not persistent')
+    elif guest.inactive_xml() != xml_before:
+        wrong.append('inactive XML changed')
+    if managed_save(lab, guest.name):
+        wrong.append('managed-save image left')
+    if state == 'running':
+        jobs = guest.block_jobs()
+        if jobs:
+            wrong.append(f'block jobs {jobs}')
+        try:
+            guest.wait_agent(60)
+            frozen = guest.agent_command('{"execute": "guest-fsfreeze-status"}')
+            if frozen != 'thawed':
+                wrong.append(f'guest file systems {frozen}')
+        except Exception as e:  # noqa: BLE001 -- an agent that does not answer is wrong
+            wrong.append(f'guest agent: {e}')
+    hidden, visible, stray = snapshot_entries(agent)
+    if hidden:
+        wrong.append(f'partial folders {hidden}')
+    if stray:
+        wrong.append(f'stray files {stray}')
+    if visible_before is not None and visible != visible_before:
+        wrong.append(f'snapshots {sorted(set(visible) - set(visible_before))} appeared')
+    if os.path.isdir(agent.state_dir) and os.listdir(agent.state_dir):
+        wrong.append(f'journal records {os.listdir(agent.state_dir)}')
+    children = qemu_img_children(agent.snapshot_dir)
+    if children:
+        wrong.append(f'qemu-img still running: {children}')
+    return wrong
+
+
+def run_clean(lab, guest, name, m):
+    if name == 'offline' and guest.state() != 'shut off':
+        guest.destroy()
+        guest.wait_state('shut off')
+    a = Agent(lab, name='agent-faults')
+    since = log_size(a)
+    a.start()
+    try:
+        props = a.snapshot(guest.name, **m['options'])
+        assert props['State'] == 'succeeded', props['Error']
+        seen = phases_of_job(a, since, props['Id'])
+        # Done after the steps; clear-jobs runs only with force and a foreign job.
+        assert seen == m['phases'] + ['done'], (name, seen)
+    finally:
+        a.stop()
+    if name in ('live', 'legacy', 'cold'):
+        assert guest.state() == 'running'
+    return seen
+
+
+def run_point(lab, guest, name, m, phase, action, delay):
+    """One point; returns (line for the matrix, list of what is wrong)."""
+    expect_state = 'shut off' if name == 'offline' else 'running'
+    xml_before = guest.inactive_xml()
+    spec = f"{m['word']}:{phase}:{action}:{delay}"
+    env = dict(os.environ, VIRTSNAP_FAULT=spec)
+    first = Agent(lab, name='agent-faults', env=env)
+    since = log_size(first)
+    first.start()
+    _, visible_before, _ = snapshot_entries(first)
+    wrong, note = [], ''
+    t0 = time.monotonic()
+    try:
+        first.create(guest.name, **m['options'])
+    except GLib.Error:
+        if action != 'kill':
+            raise  # a kill at once may cut the reply off; anything else is a failure
+    if action == 'kill':
+        try:
+            code = first.proc.wait(120)
+        except Exception:  # noqa: BLE001
+            first.stop(check=False)
+            return f'{spec}: the agent was not killed', ['not killed']
+        first.proc = None
+        log = first.log_text()
+        if code != -9 or f'fault injection: SIGKILL in phase {phase}' not in log:
+            wrong.append(f'agent ended {code}, not by the injected kill')
+        # What was in flight when it died (shown, not required).
+        if 'save' == phase and 'Unbounded' in lab.virsh_result('domjobinfo', guest.name).stdout:
+            note = ' (managed save in flight)'
+        had_record = bool(os.path.isdir(first.state_dir) and os.listdir(first.state_dir))
+        seen = phases_of_job(first, since)
+        finished = 'done' in seen
+        if seen and seen[-1] != phase:
+            note += f' (killed in {seen[-1]})'  # a delayed kill after the step ended
+        if finished:
+            visible_before = None  # the job had succeeded: its snapshot stays
+        # Only a kill as the job enters prepare comes before its journal record.
+        elif had_record != (phase != 'prepare' or delay > 0):
+            wrong.append(f'journal record {"left" if had_record else "missing"} at the kill')
+        second = Agent(lab, name='agent-faults').start()
+        try:
+            props = wait_recovery(second)
+            if had_record:
+                if props is None:
+                    wrong.append('no recovery job')
+                elif props['State'] != 'interrupted':
+                    wrong.append(f"recovery job {props['State']}: {props['Error']}")
+                elif f'interrupted by an agent restart in phase' not in props['Error']:
+                    wrong.append(f"recovery job's error: {props['Error']}")
+            elif props is not None:
+                wrong.append(f'unexpected job {props}')
+            wrong += check_domain(lab, second, guest, expect_state, xml_before, visible_before)
+            job = f"{props['State']}: {props['Error']}" if props else 'no record, no job'
+        finally:
+            second.stop()
+    else:
+        try:
+            (jobs,) = first.call('ListJobs')
+            props = first.wait_job(jobs[0], timeout=120)
+            if props['State'] != 'failed' or props['ErrorName'] != 'org.virtsnap.Error.IO' or \
+                    f'injected fault in phase {phase}' not in props['Error']:
+                wrong.append(f"job {props['State']} {props['ErrorName']}: {props['Error']}")
+            wrong += check_domain(lab, first, guest, expect_state, xml_before, visible_before)
+            job = f"{props['State']} {props['ErrorName'].rsplit('.', 1)[-1]}: {props['Error']}"
+        finally:
+            first.stop()
+    took = time.monotonic() - t0
+    status = 'ok  ' if not wrong else 'FAIL'
+    line = f'{status} {spec:<32} {took:5.1f} s  {"; ".join(wrong) if wrong else job}{note}'
+    return line, wrong
+
+
+@pytest.mark.parametrize('point', POINTS, ids=[_point_id(p) for p in POINTS])
+def test_fault_point(lab, guest, point):
+    name, phase, action, delay = point
+    m = METHODS[name]
+    if action == 'clean':
+        run_clean(lab, guest, name, m)
+        return
+    line, wrong = run_point(lab, guest, name, m, phase, action, delay)
+    _record(line)
+    assert not wrong, line + '\n\nfault matrix so far:\n' + '\n'.join(conftest.FAULT_MATRIX)
+
+
+def test_fault_matrix_totals(lab):
+    ok = sum(1 for line in conftest.FAULT_MATRIX if line.startswith('ok'))
+    summary = f'fault matrix: {ok} of {N_FAULT_POINTS} points recovered'
+    _record(summary)
+    conftest.FAULT_MATRIX.pop()  # conftest's summary prints the totals itself
+    assert ok == N_FAULT_POINTS, summary + '\n' + '\n'.join(conftest.FAULT_MATRIX)

@@ -195,6 +195,43 @@ undo_children(VsJob *job, GError **error)
     return TRUE;
 }
 
+/* A killed agent's Ceph client keeps its watches on the images it had open until the OSDs
+ * time it out (30 s): every snapshot, removal and the next job's cut would wait for it.
+ * Only a recovery job does this: a running agent's own client is alive. */
+static void
+undo_dead_clients(VsJob *job)
+{
+    g_autoptr(GHashTable) done = g_hash_table_new(g_str_hash, g_str_equal);
+
+    for (guint i = 0; i < job->journal->rbd->len; i++) {
+        VsJournalRbd *r = g_ptr_array_index(job->journal->rbd, i);
+        VsRbdSpec spec = {r->pool,
+                          r->ns,
+                          r->image,
+                          r->conf && *r->conf ? r->conf : NULL,
+                          r->hosts && *r->hosts ? r->hosts : NULL,
+                          r->user && *r->user ? r->user : NULL};
+        g_autoptr(VsRbdCluster) cluster = NULL;
+        g_autofree char *ours = NULL;
+        g_autoptr(GError) local = NULL;
+
+        if (!r->client || !*r->client || g_hash_table_contains(done, r->client))
+            continue;
+        g_hash_table_add(done, r->client);
+        if (!(cluster = vs_rbd_connect(&job->config->rbd, &spec, &local)))
+            continue; /* undo_rbd reports the cluster */
+        ours = vs_rbd_cluster_client_addr(cluster);
+        if (g_strcmp0(ours, r->client) == 0)
+            continue;
+        if (vs_rbd_blocklist(cluster, r->client, 600, &local))
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "blocklisted the dead agent's Ceph client %s",
+                    r->client);
+        else
+            JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s (the next snapshot may wait 30 s)",
+                    local->message);
+    }
+}
+
 gboolean
 vs_job_undo_thread(VsJob *job, GError **error)
 {
@@ -229,6 +266,8 @@ vs_job_undo_thread(VsJob *job, GError **error)
     /* Before the rbd part: an RBD revert's safety copy is a snapshot that part removes. */
     if ((parts & VS_UNDO_REVERT) && j->revert_of && !vs_revert_undo(job, dom, error))
         return FALSE; /* the journal keeps it; the next start tries again */
+    if (job->recovery)
+        undo_dead_clients(job);
     for (guint i = j->rbd->len; (parts & VS_UNDO_RBD) && i > 0; i--) {
         VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
 

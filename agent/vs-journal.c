@@ -24,6 +24,7 @@ rbd_item_free(gpointer p)
     g_free(r->snap);
     g_free(r->clone_pool);
     g_free(r->clone);
+    g_free(r->client);
     g_free(r);
 }
 
@@ -109,6 +110,7 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
             vs_json_add_string(b, fields[f][0], fields[f][1]);
         vs_json_add_bool(b, "snap-made", r->snap_made);
         vs_json_add_bool(b, "clone-made", r->clone_made);
+        vs_json_add_string(b, "client", r->client ? r->client : "");
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -204,6 +206,7 @@ vs_journal_entry_from_json(const char *json, GError **error)
             r->snap = STR("snap");
             r->clone_pool = STR("clone-pool");
             r->clone = STR("clone");
+            r->client = STR("client");
 #undef STR
             r->snap_made = json_object_get_boolean_member_with_default(ro, "snap-made", FALSE);
             r->clone_made = json_object_get_boolean_member_with_default(ro, "clone-made", FALSE);

@@ -15,6 +15,8 @@ typedef struct {
     char *clone_pool, *clone;  /* the clone made from it */
     gboolean snap_made;
     gboolean clone_made;
+    char *client; /* our Ceph client's address: a restarted agent blocklists it (its
+                   * watches on the images would hold every snapshot call for 30 s) */
 } VsJournalRbd;
 
 /* revert: one disk being written back, and where its safety copy is. */

@@ -95,7 +95,7 @@ vs_child_end_leftover(GPid pid, guint64 start, const char *folder)
     if (pid <= 1 || vs_child_start_time(pid) != start || is_gone(pid))
         return TRUE; /* gone, or the pid is another process's now */
     if (!cmdline_names(pid, folder)) {
-        g_warning("process %d is not the job's child any more (it names no %s): left alone",
+        g_message("process %d is not the job's child any more (it names no %s): left alone",
                   (int)pid, folder ? folder : "folder");
         return TRUE;
     }

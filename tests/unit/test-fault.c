@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* VIRTSNAP_FAULT's parser: the values the crash matrix uses, and what is refused. */
+/* VIRTSNAP_FAULT's parser: the values the crash matrix uses, and what is refused; and how
+ * recovery ends a journaled child that outlived its agent, and only that one. */
+#include "vs-child.h"
 #include "vs-error.h"
 #include "vs-fault.h"
+
+#include <signal.h>
 
 static void
 test_parse_good(void)
@@ -63,11 +67,43 @@ test_parse_bad(void)
     }
 }
 
+static void
+test_end_leftover(void)
+{
+    /* Runs until killed, and names a file in the folder as qemu-img would. */
+    const char *argv[] = {"tail", "-f", "/dev/null", "/snap/.x.partial/vda.qcow2.part", NULL};
+    g_autoptr(GSubprocessLauncher) launcher = vs_child_launcher_new(
+        G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+    g_autoptr(GSubprocess) proc = NULL;
+    g_autoptr(GError) error = NULL;
+    GPid pid;
+    guint64 start;
+
+    proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+    g_assert_no_error(error);
+    pid = vs_child_pid(proc);
+    g_assert_cmpint(pid, >, 1);
+    start = vs_child_start_time(pid);
+    g_assert_cmpuint(start, >, 0);
+    g_assert_cmpuint(vs_child_start_time(pid), ==, start);
+
+    /* Another start time: the pid was reused by someone else. Another folder: not ours. */
+    g_assert_true(vs_child_end_leftover(pid, start + 1, "/snap/.x.partial"));
+    g_assert_true(vs_child_end_leftover(pid, start, "/snap/.y.partial"));
+    g_assert_cmpuint(vs_child_start_time(pid), ==, start); /* still running */
+
+    g_assert_true(vs_child_end_leftover(pid, start, "/snap/.x.partial"));
+    g_assert_true(g_subprocess_wait(proc, NULL, NULL));
+    g_assert_true(g_subprocess_get_if_signaled(proc));
+    g_assert_cmpint(g_subprocess_get_term_sig(proc), ==, SIGKILL);
+}
+
 int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fault/parse-good", test_parse_good);
     g_test_add_func("/fault/parse-bad", test_parse_bad);
+    g_test_add_func("/fault/end-leftover", test_end_leftover);
     return g_test_run();
 }

@@ -2,6 +2,7 @@
 /* Children that do not outlive the agent (see vs-child.h). */
 #include "vs-child.h"
 #include "vs-job-private.h"
+#include "vs-fault.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -133,4 +134,8 @@ vs_job_child_note(GPid pid, gboolean running, gpointer data)
     /* A child not in the record still dies with us (PDEATHSIG): a failed write only loses
      * the second line of defence. */
     vs_job_journal_save(job, NULL);
+#ifdef VS_FAULT_INJECTION
+    if (running)
+        vs_fault_child_started(vs_dbus_job1_get_method(job->iface), job->phase, pid);
+#endif
 }

@@ -44,8 +44,10 @@ vs_fault_parse(const char *text, VsFault *fault, GError **error)
                     "'%s': action '%s' is not kill or error", text, parts[2]);
         return FALSE;
     }
-    if (n == 4 &&
-        (!g_ascii_string_to_unsigned(parts[3], 10, 0, 600000, &delay, NULL) || !*parts[3])) {
+    if (n == 4 && strcmp(parts[3], "child") == 0 && strcmp(parts[2], "kill") == 0) {
+        fault->on_child = TRUE;
+    } else if (n == 4 &&
+               (!g_ascii_string_to_unsigned(parts[3], 10, 0, 600000, &delay, NULL) || !*parts[3])) {
         g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT,
                     "'%s': delay '%s' is not a number of milliseconds (0 to 600000)", text,
                     parts[3]);
@@ -76,6 +78,7 @@ vs_fault_matches(const VsFault *fault, const char *method, VsPhase phase)
 static VsFault armed;
 static gboolean fired;     /* once per agent: the job after it runs as it should */
 static gboolean error_due; /* an error at the end of the step that fired */
+static gboolean child_due; /* a kill when the step that fired starts its child */
 
 gboolean
 vs_fault_arm(GError **error)
@@ -120,6 +123,10 @@ vs_fault_step_entered(const char *method, VsPhase phase)
     if (fired || !vs_fault_matches(&armed, method, phase))
         return NULL;
     fired = TRUE;
+    if (armed.on_child) {
+        child_due = TRUE;
+        return NULL;
+    }
     if (armed.action == VS_FAULT_KILL) {
         /* A delay lets the step's child process or libvirt job be in flight; the main
          * loop runs on while the step works in its thread. */
@@ -141,6 +148,17 @@ vs_fault_step_succeeded(const char *method, VsPhase phase)
         return NULL;
     error_due = FALSE;
     return injected();
+}
+
+void
+vs_fault_child_started(const char *method, VsPhase phase, GPid pid)
+{
+    if (!child_due || !vs_fault_matches(&armed, method, phase))
+        return;
+    /* The pid in the log lets a test check that the child died with us (PDEATHSIG). */
+    g_warning("fault injection: SIGKILL in phase %s with child %d running", vs_phase_name(phase),
+              (int)pid);
+    kill(getpid(), SIGKILL);
 }
 
 #endif

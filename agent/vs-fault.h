@@ -21,9 +21,11 @@ typedef struct {
     VsPhase phase;
     VsFaultAction action;
     guint delay_ms;
+    gboolean on_child; /* DELAY_MS "child": kill as the step's child process starts */
 } VsFault;
 
-/* Parses METHOD:PHASE:ACTION[:DELAY_MS]; PHASE is a step's Job1.Phase word. */
+/* Parses METHOD:PHASE:ACTION[:DELAY_MS]; PHASE is a step's Job1.Phase word. DELAY_MS may
+ * be "child" for kill: the agent dies as soon as the step has started its qemu-img. */
 gboolean vs_fault_parse(const char *text, VsFault *fault, GError **error);
 void vs_fault_clear(VsFault *fault);
 
@@ -40,6 +42,9 @@ GError *vs_fault_step_entered(const char *method, VsPhase phase);
 
 /* That step's work ended well: the error to end it with instead, or NULL. */
 GError *vs_fault_step_succeeded(const char *method, VsPhase phase);
+
+/* A step's child process @pid has started (and is journaled). */
+void vs_fault_child_started(const char *method, VsPhase phase, GPid pid);
 #endif
 
 G_END_DECLS

@@ -35,6 +35,11 @@ test_parse_good(void)
     g_assert_true(vs_fault_parse("cold:catalog:kill:0", &f, &error));
     g_assert_cmpint(f.phase, ==, VS_PHASE_CATALOG);
     vs_fault_clear(&f);
+
+    g_assert_true(vs_fault_parse("live:flatten:kill:child", &f, &error));
+    g_assert_true(f.on_child);
+    g_assert_cmpint(f.action, ==, VS_FAULT_KILL);
+    vs_fault_clear(&f);
 }
 
 static void
@@ -55,6 +60,7 @@ test_parse_bad(void)
         "live:copy:kill:ten",      /* delay */
         "live:copy:kill:",         /* empty delay */
         "live:copy:kill:99999999", /* over ten minutes */
+        "live:copy:error:child",   /* only a kill waits for the child */
     };
 
     for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {

@@ -15,34 +15,43 @@ pytest_terminal_summary, to the run's output."""
 
 import os
 import re
+import signal
 import time
 
 import pytest
 from gi.repository import GLib
 
+import ceph as cephmod
 import conftest
 from conftest import MODE, Agent
 
 # What a clean run of each method goes through (Job1.Phase, in order), as the method
 # tables in agent/vs-job-*.c have it; test_fault_point[...-clean] checks it against the
-# agent's own log. delayed: steps that get a second kill while their work is in flight
-# (a child qemu-img, a libvirt save), milliseconds after the step begins.
+# agent's own log. delayed: steps that get a second kill while their work is in flight:
+# 'child': as soon as the step's qemu-img has started (VIRTSNAP_FAULT ...:kill:child);
+# 'held': 300 ms into a managed save that cannot end before the agent is dead and the next
+# one repairs (the guest's QEMU is stopped meanwhile) -- libvirt finishes it only then.
 METHODS = {
     'live': dict(word='live', options={},
                  phases=['prepare', 'copy', 'wait-ready', 'freeze-window', 'flatten', 'catalog'],
-                 delayed={'flatten': 150}),
+                 delayed={'flatten': 'child'}),
     'legacy': dict(word='live', options={'legacy_undefine': True},
                    phases=['prepare', 'copy', 'wait-ready', 'freeze-window', 'redefine',
                            'flatten', 'catalog'],
                    delayed={}),
     'cold': dict(word='cold', options={'method': 'cold'},
                  phases=['prepare', 'save', 'extract', 'restore', 'catalog'],
-                 delayed={'save': 400, 'extract': 150}),
+                 delayed={'save': 'held', 'extract': 'child'}),
     'offline': dict(word='cold', options={},
                     phases=['prepare', 'extract', 'catalog'],
-                    delayed={'extract': 150}),
+                    delayed={'extract': 'child'}),
+    'rbd': dict(word='rbd', options={},
+                phases=['prepare', 'freeze-window', 'clone', 'catalog'],
+                delayed={}),
 }
-ORDER = ['live', 'legacy', 'cold', 'offline']
+# offline last: it shuts the shared guest down.
+ORDER = ['live', 'legacy', 'cold', 'rbd', 'offline']
+RBD_CONFIG = '\n[rbd]\ndest_pool = vsdest\nconnect_timeout_s = 3\n'
 
 
 def _points():
@@ -95,6 +104,33 @@ def guest(lab):
     conftest.remove_guest(g)
 
 
+@pytest.fixture(scope='module')
+def ceph(lab):
+    # A cluster of this module's own (test_rbd.py has another, in another directory).
+    cluster = cephmod.Ceph(lab.path('ceph-faults'), allow_root=lab.mode == 'system')
+    cluster.start()
+    cluster.create_pool('vs')
+    cluster.create_pool('vsdest')
+    cluster.import_ext4_image('vs', 'img', size_mib=64, label='rbd-img')
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope='module')
+def rbdguest(lab, ceph):
+    g = cephmod.make_rbd_guest(lab, ceph, 'rbdfaulty', 'vs', 'img', agent=True)
+    g.start()
+    g.wait_ready(180)
+    yield g
+    conftest.remove_guest(g)
+
+
+def rbd_leftovers(ceph):
+    """Our snapshot on the source image, our clone in the destination pool."""
+    return ([s for s in ceph.snap_names('vs/img') if s.startswith('virtsnap-')] +
+            [f'vsdest/{i}' for i in ceph.images('vsdest')])
+
+
 def managed_save(lab, name):
     return 'Managed save:   yes' in lab.virsh('dominfo', name)
 
@@ -114,6 +150,43 @@ def qemu_img_children(snapshot_dir):
                 any(snapshot_dir.encode() in a for a in argv):
             found.append(int(pid))
     return found
+
+
+def qemu_of(guest):
+    """The pid of @guest's QEMU."""
+    for pid in os.listdir('/proc'):
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            continue
+        if b'qemu-system' in os.path.basename(argv[0]) and \
+                f'guest={guest.name},'.encode() in b' '.join(argv):
+            return int(pid)
+    raise AssertionError(f'no QEMU process for {guest.name}')
+
+
+def wait_no_domain_job(lab, guest, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = lab.virsh_result('domjobinfo', guest.name).stdout
+        if re.search(r'Job type:\s+None', out) or not out.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f'libvirt job on {guest.name} still running: {out}')
+
+
+def pid_gone(pid, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def snapshot_entries(agent):
@@ -149,7 +222,7 @@ def wait_recovery(agent, timeout=90):
     return agent.wait_job(jobs[0], timeout=timeout)
 
 
-def check_domain(lab, agent, guest, expect_state, xml_before, visible_before):
+def check_domain(lab, agent, guest, expect_state, xml_before, visible_before, ceph=None):
     """What every point must leave; the list of what is wrong (empty: recovered)."""
     wrong = []
     state = guest.state()
@@ -181,17 +254,19 @@ def check_domain(lab, agent, guest, expect_state, xml_before, visible_before):
         wrong.append(f'snapshots {sorted(set(visible) - set(visible_before))} appeared')
     if os.path.isdir(agent.state_dir) and os.listdir(agent.state_dir):
         wrong.append(f'journal records {os.listdir(agent.state_dir)}')
+    if ceph is not None and rbd_leftovers(ceph):
+        wrong.append(f'left in the cluster: {rbd_leftovers(ceph)}')
     children = qemu_img_children(agent.snapshot_dir)
     if children:
         wrong.append(f'qemu-img still running: {children}')
     return wrong
 
 
-def run_clean(lab, guest, name, m):
+def run_clean(lab, guest, name, m, ceph=None):
     if name == 'offline' and guest.state() != 'shut off':
         guest.destroy()
         guest.wait_state('shut off')
-    a = Agent(lab, name='agent-faults')
+    a = Agent(lab, name='agent-faults', config=RBD_CONFIG if ceph else '')
     since = log_size(a)
     a.start()
     try:
@@ -200,27 +275,41 @@ def run_clean(lab, guest, name, m):
         seen = phases_of_job(a, since, props['Id'])
         # Done after the steps; clear-jobs runs only with force and a foreign job.
         assert seen == m['phases'] + ['done'], (name, seen)
+        if ceph is not None:  # the clean run's clone and snap go with its snapshot
+            a.call('DeleteSnapshot', GLib.Variant('(s)', (props['Result']['snapshot-id'],)))
+            assert rbd_leftovers(ceph) == []
     finally:
         a.stop()
-    if name in ('live', 'legacy', 'cold'):
+    if name != 'offline':
         assert guest.state() == 'running'
     return seen
 
 
-def run_point(lab, guest, name, m, phase, action, delay):
+def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
     """One point; returns (line for the matrix, list of what is wrong)."""
     expect_state = 'shut off' if name == 'offline' else 'running'
     xml_before = guest.inactive_xml()
-    spec = f"{m['word']}:{phase}:{action}:{delay}"
+    spec = f"{m['word']}:{phase}:{action}:{300 if delay == 'held' else delay}"
     env = dict(os.environ, VIRTSNAP_FAULT=spec)
-    first = Agent(lab, name='agent-faults', env=env)
+    config = RBD_CONFIG if ceph else ''
+    first = Agent(lab, name='agent-faults', env=env, config=config)
     since = log_size(first)
     first.start()
     _, visible_before, _ = snapshot_entries(first)
     wrong, note = [], ''
     t0 = time.monotonic()
+    held = None
     try:
-        first.create(guest.name, **m['options'])
+        path = first.create(guest.name, **m['options'])
+        if delay == 'held':
+            # Once planned (planning asks QEMU) and before the save has got far (it takes
+            # longer than this loop's round trips): QEMU stops, and so does the save.
+            qemu = qemu_of(guest)
+            deadline = time.monotonic() + 30
+            while first.job_props(path)['Phase'] not in ('prepare', 'save'):
+                assert time.monotonic() < deadline, first.job_props(path)
+            os.kill(qemu, signal.SIGSTOP)
+            held = qemu
     except GLib.Error:
         if action != 'kill':
             raise  # a kill at once may cut the reply off; anything else is a failure
@@ -229,14 +318,26 @@ def run_point(lab, guest, name, m, phase, action, delay):
             code = first.proc.wait(120)
         except Exception:  # noqa: BLE001
             first.stop(check=False)
+            if held:
+                os.kill(held, signal.SIGCONT)
             return f'{spec}: the agent was not killed', ['not killed']
         first.proc = None
-        log = first.log_text()
+        log = first.log_text()[since:]
         if code != -9 or f'fault injection: SIGKILL in phase {phase}' not in log:
             wrong.append(f'agent ended {code}, not by the injected kill')
-        # What was in flight when it died (shown, not required).
-        if 'save' == phase and 'Unbounded' in lab.virsh_result('domjobinfo', guest.name).stdout:
-            note = ' (managed save in flight)'
+        if delay == 'child':  # it died with the agent (PDEATHSIG), not at the repair
+            child = re.search(r'with child (\d+) running', log)
+            if not child:
+                wrong.append('the step ran no child')
+            elif not pid_gone(int(child.group(1))):
+                wrong.append(f'qemu-img {child.group(1)} outlived the agent')
+            else:
+                note = f' (qemu-img {child.group(1)} died with the agent)'
+        if held:  # (virsh domjobinfo would wait for the stopped QEMU: the log tells)
+            if ' saved in ' in log:
+                wrong.append('the managed save ended before the kill')
+            else:
+                note = ' (managed save in flight during the repair)'
         had_record = bool(os.path.isdir(first.state_dir) and os.listdir(first.state_dir))
         seen = phases_of_job(first, since)
         finished = 'done' in seen
@@ -245,11 +346,23 @@ def run_point(lab, guest, name, m, phase, action, delay):
         if finished:
             visible_before = None  # the job had succeeded: its snapshot stays
         # Only a kill as the job enters prepare comes before its journal record.
-        elif had_record != (phase != 'prepare' or delay > 0):
+        elif had_record != (phase != 'prepare' or delay != 0):
             wrong.append(f'journal record {"left" if had_record else "missing"} at the kill')
-        second = Agent(lab, name='agent-faults').start()
+        second = Agent(lab, name='agent-faults', config=config)
+        since_second = log_size(second)
+        second.start()
         try:
+            if held:
+                # The repair has begun (it must wait for the save); then QEMU goes on.
+                deadline = time.monotonic() + 3
+                while time.monotonic() < deadline and 'waiting for libvirt' not in \
+                        second.log_text()[since_second:]:
+                    time.sleep(0.05)
+                os.kill(held, signal.SIGCONT)
+                held = None
             props = wait_recovery(second)
+            if delay == 'held':  # what the save does after the repair counts too
+                wait_no_domain_job(lab, guest)
             if had_record:
                 if props is None:
                     wrong.append('no recovery job')
@@ -259,9 +372,12 @@ def run_point(lab, guest, name, m, phase, action, delay):
                     wrong.append(f"recovery job's error: {props['Error']}")
             elif props is not None:
                 wrong.append(f'unexpected job {props}')
-            wrong += check_domain(lab, second, guest, expect_state, xml_before, visible_before)
+            wrong += check_domain(lab, second, guest, expect_state, xml_before, visible_before,
+                                  ceph)
             job = f"{props['State']}: {props['Error']}" if props else 'no record, no job'
         finally:
+            if held:
+                os.kill(held, signal.SIGCONT)
             second.stop()
     else:
         try:
@@ -270,24 +386,28 @@ def run_point(lab, guest, name, m, phase, action, delay):
             if props['State'] != 'failed' or props['ErrorName'] != 'org.virtsnap.Error.IO' or \
                     f'injected fault in phase {phase}' not in props['Error']:
                 wrong.append(f"job {props['State']} {props['ErrorName']}: {props['Error']}")
-            wrong += check_domain(lab, first, guest, expect_state, xml_before, visible_before)
+            wrong += check_domain(lab, first, guest, expect_state, xml_before, visible_before,
+                                  ceph)
             job = f"{props['State']} {props['ErrorName'].rsplit('.', 1)[-1]}: {props['Error']}"
         finally:
             first.stop()
     took = time.monotonic() - t0
     status = 'ok  ' if not wrong else 'FAIL'
-    line = f'{status} {spec:<32} {took:5.1f} s  {"; ".join(wrong) if wrong else job}{note}'
+    line = f'{status} {spec:<34} {took:5.1f} s  {"; ".join(wrong) if wrong else job}{note}'
     return line, wrong
 
 
 @pytest.mark.parametrize('point', POINTS, ids=[_point_id(p) for p in POINTS])
-def test_fault_point(lab, guest, point):
+def test_fault_point(lab, guest, point, request):
     name, phase, action, delay = point
     m = METHODS[name]
+    ceph = request.getfixturevalue('ceph') if name == 'rbd' else None
+    if ceph is not None:
+        guest = request.getfixturevalue('rbdguest')
     if action == 'clean':
-        run_clean(lab, guest, name, m)
+        run_clean(lab, guest, name, m, ceph)
         return
-    line, wrong = run_point(lab, guest, name, m, phase, action, delay)
+    line, wrong = run_point(lab, guest, name, m, phase, action, delay, ceph)
     _record(line)
     assert not wrong, line + '\n\nfault matrix so far:\n' + '\n'.join(conftest.FAULT_MATRIX)
 

@@ -155,9 +155,12 @@ vs_fault_child_started(const char *method, VsPhase phase, GPid pid)
 {
     if (!child_due || !vs_fault_matches(&armed, method, phase))
         return;
-    /* The pid in the log lets a test check that the child died with us (PDEATHSIG). */
+    /* The pid in the log lets a test check that the child died with us. It is stopped
+     * first, as if its work had far to go (a short one could end by itself before the
+     * test looks): then only PR_SET_PDEATHSIG's SIGKILL ends it. */
     g_warning("fault injection: SIGKILL in phase %s with child %d running", vs_phase_name(phase),
               (int)pid);
+    kill(pid, SIGSTOP);
     kill(getpid(), SIGKILL);
 }
 

@@ -409,6 +409,8 @@ def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
             job = f"{props['State']} {props['ErrorName'].rsplit('.', 1)[-1]}: {props['Error']}"
         finally:
             first.stop()
+    for pid in qemu_img_children(first.snapshot_dir):  # a failed point spoils no other
+        os.kill(pid, signal.SIGKILL)
     took = time.monotonic() - t0
     status = 'ok  ' if not wrong else 'FAIL'
     line = f'{status} {spec:<34} {took:5.1f} s  {"; ".join(wrong) if wrong else job}{note}'

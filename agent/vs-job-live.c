@@ -11,6 +11,9 @@
 #include "vs-util.h"
 #include "vs-virt-util.h"
 
+#include <errno.h>
+#include <sys/statvfs.h>
+
 /* A delta per disk: on the disk's backing file for a shallow copy, a whole image for a
  * direct one. */
 static gboolean
@@ -170,6 +173,47 @@ first_failed(VsJob *job)
     return NULL;
 }
 
+/* Free space under which a mirror that failed is taken to have run out of it: QEMU's
+ * mirror writes at most a few MiB at a time (1 MiB requests, 16 MiB in flight), so the
+ * write that failed for want of space leaves less than this behind. */
+#define COPY_NO_SPACE_MARGIN (32 * 1024 * 1024)
+
+/* Why a mirror into the snapshot directory failed, when it is the directory's fault:
+ * NoSpace or IO, else NULL. libvirt 9.0 does not say why a copy ended (the BLOCK_JOB_2
+ * event carries no reason and virDomainGetBlockJobInfo knows the job no more), and QEMU
+ * runs libvirt's mirror with on-target-error=report: a write that fails on the target
+ * (ENOSPC, EIO, EROFS) ends the job, the guest keeps running. So look at the target's
+ * file system: left (nearly) full, read-only, or gone. */
+static GError *
+copy_target_error(VsJob *job, VsJobDisk *d)
+{
+    struct statvfs st;
+    guint64 avail, left = d->total > d->done ? d->total - d->done : 0;
+    g_autofree char *free_text = NULL;
+
+    if (statvfs(job->folder, &st) < 0) {
+        int errsv = errno;
+
+        JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s: %s", job->folder, g_strerror(errsv));
+        return g_error_new(VS_ERROR, VS_ERROR_IO,
+                           "the copy of disk %s failed: its folder in the snapshot directory "
+                           "cannot be reached (%s)",
+                           d->plan->target, g_strerror(errsv));
+    }
+    if (st.f_flag & ST_RDONLY)
+        return g_error_new(VS_ERROR, VS_ERROR_IO,
+                           "the copy of disk %s failed: the snapshot directory is read-only",
+                           d->plan->target);
+    avail = (guint64)st.f_bavail * st.f_frsize;
+    if (avail >= MAX(COPY_NO_SPACE_MARGIN, left))
+        return NULL;
+    free_text = g_format_size_full(avail, G_FORMAT_SIZE_IEC_UNITS);
+    return g_error_new(VS_ERROR, VS_ERROR_NO_SPACE,
+                       "the copy of disk %s ran out of space: the snapshot directory has %s "
+                       "free",
+                       d->plan->target, free_text);
+}
+
 static void
 check_ready(VsJob *job)
 {
@@ -178,10 +222,13 @@ check_ready(VsJob *job)
     if (job->phase != VS_PHASE_WAIT_READY)
         return;
     if ((failed = first_failed(job))) {
-        job->step_done(job, g_error_new(VS_ERROR, VS_ERROR_LIBVIRT,
-                                        "the copy of disk %s ended before it was ready (see "
-                                        "libvirt's log)",
-                                        failed->plan->target));
+        GError *why = copy_target_error(job, failed);
+
+        job->step_done(job, why ? why
+                                : g_error_new(VS_ERROR, VS_ERROR_LIBVIRT,
+                                              "the copy of disk %s ended before it was ready "
+                                              "(see libvirt's log)",
+                                              failed->plan->target));
         return;
     }
     if (all_ready(job)) {
@@ -280,8 +327,15 @@ stop_mirrors(VsJob *job, GError **error)
         VsJobDisk *d = vs_job_disk(job, i);
 
         d->stopped = TRUE; /* the CANCELED event that follows is ours */
-        if (virDomainBlockJobAbort(job->plan->dom, d->plan->target, 0) < 0 && !*error)
-            vs_set_libvirt_error(error, "stopping the copy of disk %s", d->plan->target);
+        if (virDomainBlockJobAbort(job->plan->dom, d->plan->target, 0) < 0 && !*error) {
+            /* A mirror that failed after READY (the guest's writes went on) is gone. */
+            GError *why = copy_target_error(job, d);
+
+            if (why)
+                g_propagate_error(error, why);
+            else
+                vs_set_libvirt_error(error, "stopping the copy of disk %s", d->plan->target);
+        }
     }
     return *error == NULL;
 }

@@ -36,6 +36,7 @@ struct _VsManager {
     GDBusObjectManagerServer *object_manager;
     VsQueue *queue;
     GHashTable *hook_counts; /* operation -> count */
+    guint hook_refused_job;  /* the job of the last refusal logged */
     VsScheduler *scheduler;
     VsBouncer *bouncer; /* every method call passes it first */
     VsExports *exports; /* browse: snapshot disks served over NBD */
@@ -415,19 +416,10 @@ delete_rbd_objects(VsManager *self, const char *id, GError **error)
 
     for (gsize i = 0; i < g_variant_n_children(list); i++) {
         g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
-        g_autoptr(GVariant) disks = NULL;
         const char *sid = NULL;
 
-        if (!g_variant_lookup(snap, "id", "&s", &sid) || g_strcmp0(sid, id) != 0)
-            continue;
-        disks = g_variant_lookup_value(snap, "disks", G_VARIANT_TYPE("aa{sv}"));
-        for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
-            g_autoptr(GVariant) disk = g_variant_get_child_value(disks, k);
-            g_autoptr(GVariant) rbd = g_variant_lookup_value(disk, "rbd", G_VARIANT_TYPE_VARDICT);
-
-            if (rbd && !vs_rbd_delete_snapshot_disk(&self->config->rbd, rbd, error))
-                return FALSE;
-        }
+        if (g_variant_lookup(snap, "id", "&s", &sid) && g_strcmp0(sid, id) == 0)
+            return vs_rbd_delete_snapshot_objects(&self->config->rbd, snap, error);
     }
     return TRUE;
 }
@@ -676,9 +668,12 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
     vs_dbus_agent1_set_hook_counts(self->skeleton, vs_hook_count(self->hook_counts, operation));
     allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
                            job && vs_job_holds_disks_offline(job), &message);
-    if (!allow)
+    /* A refused start is asked again every 250 ms while the hook waits: one line per job. */
+    if (!allow && vs_job_get_id(job) != self->hook_refused_job)
         vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, domain, "hook: refused %s of %s: %s", operation,
                    domain, message);
+    if (!allow)
+        self->hook_refused_job = vs_job_get_id(job);
     vs_dbus_agent1_complete_hook_event(skeleton, invocation, allow, message);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -718,9 +713,12 @@ static void
 on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
 {
     /* Only a new snapshot changes what a policy's keep counts. */
-    if (vs_job_made_snapshot(job))
+    if (vs_job_made_snapshot(job)) {
         vs_queue_prune(self->queue, vs_job_get_uuid(job),
                        vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
+        /* `every` counts from this success. */
+        vs_scheduler_snapshot_made(self->scheduler, vs_job_get_uuid(job));
+    }
 }
 
 static void

@@ -58,6 +58,30 @@ vs_qemu_img_parse_progress(const char *text, gsize len)
     return best;
 }
 
+char *
+vs_qemu_img_without_paths(const char *line)
+{
+    GString *s = g_string_new(NULL);
+
+    for (const char *p = line; *p;) {
+        const char *end, *base;
+
+        if (*p != '/' || (p > line && !strchr(" '\"(", p[-1]))) {
+            g_string_append_c(s, *p++);
+            continue;
+        }
+        end = p + strcspn(p, " :'\")");
+        base = p;
+        for (const char *q = p; q < end; q++) {
+            if (*q == '/' && q + 1 < end)
+                base = q + 1;
+        }
+        g_string_append_len(s, base, end - base);
+        p = end;
+    }
+    return g_string_free(s, FALSE);
+}
+
 /* The last meaningful line of qemu-img's output: its error message. */
 static char *
 last_message(const char *out)
@@ -70,7 +94,17 @@ last_message(const char *out)
         if (*lines[i] && vs_qemu_img_parse_progress(lines[i], strlen(lines[i])) < 0)
             last = lines[i];
     }
-    return g_strdup(last ? last : "no message");
+    return last ? vs_qemu_img_without_paths(last) : g_strdup("no message");
+}
+
+/* What a failed qemu-img says, as our code: a full (or over-quota) target is NoSpace, the
+ * same for the async and the sync run; anything else is IO. */
+static VsError
+failure_code(const char *out)
+{
+    return out && (strstr(out, "No space left on device") || strstr(out, "Disk quota exceeded"))
+               ? VS_ERROR_NO_SPACE
+               : VS_ERROR_IO;
 }
 
 static void
@@ -88,12 +122,8 @@ maybe_complete(GTask *task)
                                 run->wait_error->message);
     } else if (!g_subprocess_get_successful(run->proc)) {
         msg = last_message(run->out->str);
-        g_task_return_new_error(task, VS_ERROR,
-                                strstr(run->out->str, "No space left on device") ||
-                                        strstr(run->out->str, "Disk quota exceeded")
-                                    ? VS_ERROR_NO_SPACE
-                                    : VS_ERROR_IO,
-                                "%s failed: %s", run->command, msg);
+        g_task_return_new_error(task, VS_ERROR, failure_code(run->out->str), "%s failed: %s",
+                                run->command, msg);
     } else {
         g_task_return_pointer(task, g_strdup(run->out->str), g_free);
     }
@@ -255,9 +285,7 @@ vs_qemu_img_run_sync_full(const char *const *args, VsChildFunc child, gpointer c
     }
     if (!g_subprocess_get_successful(proc)) {
         msg = last_message(out ? out : "");
-        g_set_error(error, VS_ERROR,
-                    out && strstr(out, "No space left on device") ? VS_ERROR_NO_SPACE : VS_ERROR_IO,
-                    "qemu-img %s failed: %s", args[0], msg);
+        g_set_error(error, VS_ERROR, failure_code(out), "qemu-img %s failed: %s", args[0], msg);
         return NULL;
     }
     return g_steal_pointer(&out);

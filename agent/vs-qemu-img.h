@@ -35,4 +35,9 @@ char *vs_qemu_img_run_sync_full(const char *const *args, VsChildFunc child, gpoi
 /* Parses the last "(NN.NN/100%)" in @text; -1 when none. */
 double vs_qemu_img_parse_progress(const char *text, gsize len);
 
+/* @line with every absolute path cut to its last part ("qemu-img: /srv/s/.x.partial/vda.qcow2:
+ * ..." -> "qemu-img: vda.qcow2: ..."): qemu-img's message reaches D-Bus callers, who name
+ * snapshots, never paths. */
+char *vs_qemu_img_without_paths(const char *line);
+
 G_END_DECLS

@@ -575,3 +575,18 @@ vs_rbd_blocklist(VsRbdCluster *cluster, const char *addr, guint expire_s, GError
         return set_rbd_error(error, r, "cannot blocklist the dead client %s", addr);
     return TRUE;
 }
+
+gboolean
+vs_rbd_delete_snapshot_objects(const VsRbdConfig *config, GVariant *snapshot, GError **error)
+{
+    g_autoptr(GVariant) disks = g_variant_lookup_value(snapshot, "disks", G_VARIANT_TYPE("aa{sv}"));
+
+    for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
+        g_autoptr(GVariant) disk = g_variant_get_child_value(disks, k);
+        g_autoptr(GVariant) rbd = g_variant_lookup_value(disk, "rbd", G_VARIANT_TYPE_VARDICT);
+
+        if (rbd && !vs_rbd_delete_snapshot_disk(config, rbd, error))
+            return FALSE;
+    }
+    return TRUE;
+}

@@ -79,6 +79,12 @@ gboolean vs_rbd_remove(VsRbdCluster *cluster, const char *pool, const char *ns, 
  * of its own is VS_ERROR_BUSY and stays. */
 gboolean vs_rbd_delete_snapshot_disk(const VsRbdConfig *config, GVariant *rbd, GError **error);
 
+/* The same for every disk of a snapshot, from its catalog entry (ListSnapshots' a{sv}:
+ * "disks", each with an "rbd" object or none). DeleteSnapshot and a policy's keep both
+ * come here, so a pruned snapshot leaves nothing in the cluster either. */
+gboolean vs_rbd_delete_snapshot_objects(const VsRbdConfig *config, GVariant *snapshot,
+                                        GError **error);
+
 /* Whether @snap of @image exists (else VS_ERROR_NO_SUCH_DISK) and is protected. */
 gboolean vs_rbd_snap_is_protected(VsRbdImage *image, const char *snap, gboolean *is_protected,
                                   GError **error);

@@ -350,6 +350,27 @@ test_progress_parse(Fixture *f, gconstpointer data)
     g_assert_cmpfloat_with_epsilon(vs_qemu_img_parse_progress("(100.00/100%)", 13), 1.0, 1e-9);
 }
 
+static void
+test_qemu_img_without_paths(void)
+{
+    static const char *const cases[][2] = {
+        {"qemu-img: /srv/snaps/.20261123T162248Z-40a099.partial/vda.delta.qcow2: Could not write "
+         "qcow2 header: No space left on device",
+         "qemu-img: vda.delta.qcow2: Could not write qcow2 header: No space left on device"},
+        {"Could not open '/var/lib/x/vda.qcow2': Permission denied",
+         "Could not open 'vda.qcow2': Permission denied"},
+        {"error while writing at byte 0: No space left on device",
+         "error while writing at byte 0: No space left on device"},
+        {"a/b and (/c/d) and /", "a/b and (d) and /"},
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *got = vs_qemu_img_without_paths(cases[i][0]);
+
+        g_assert_cmpstr(got, ==, cases[i][1]);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -366,5 +387,6 @@ main(int argc, char **argv)
                teardown);
     g_test_add("/store/catalog", Fixture, NULL, setup, test_catalog, teardown);
     g_test_add("/store/progress-parse", Fixture, NULL, setup, test_progress_parse, teardown);
+    g_test_add_func("/store/qemu-img-without-paths", test_qemu_img_without_paths);
     return g_test_run();
 }

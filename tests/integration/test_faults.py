@@ -154,15 +154,16 @@ def qemu_img_children(snapshot_dir):
 
 
 def qemu_of(guest):
-    """The pid of @guest's QEMU."""
+    """The pid of @guest's QEMU: the one that opens its disk (the other lab mode, running
+    side by side, has a guest of the same name)."""
+    disk = guest.disks[0]['path'].encode()
     for pid in os.listdir('/proc'):
         try:
             with open(f'/proc/{pid}/cmdline', 'rb') as f:
                 argv = f.read().split(b'\0')
         except OSError:
             continue
-        if b'qemu-system' in os.path.basename(argv[0]) and \
-                f'guest={guest.name},'.encode() in b' '.join(argv):
+        if b'qemu-system' in os.path.basename(argv[0]) and disk in b' '.join(argv):
             return int(pid)
     raise AssertionError(f'no QEMU process for {guest.name}')
 

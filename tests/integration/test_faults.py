@@ -339,7 +339,8 @@ def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
             first.stop(check=False)
             if held:
                 os.kill(held, signal.SIGCONT)
-            return f'FAIL {name:<7} {spec}: the job ended, the agent was not killed', ['not killed']
+            return (f'FAIL {name:<7} {spec}: the job ended, the agent was not killed',
+                    ['not killed'])
         first.proc = None
         log = first.log_text()[since:]
         if code != -9 or f'fault injection: SIGKILL in phase {phase}' not in log:
@@ -414,7 +415,8 @@ def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
         os.kill(pid, signal.SIGKILL)
     took = time.monotonic() - t0
     status = 'ok  ' if not wrong else 'FAIL'
-    line = f'{status} {name:<7} {spec:<34} {took:5.1f} s  {"; ".join(wrong) if wrong else job}{note}'
+    what = '; '.join(wrong) if wrong else job
+    line = f'{status} {name:<7} {spec:<34} {took:5.1f} s  {what}{note}'
     return line, wrong
 
 

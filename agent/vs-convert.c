@@ -91,8 +91,8 @@ convert_next(VsJob *job)
         args[n++] = path;
         args[n++] = d->part;
         args[n] = NULL;
-        vs_qemu_img_run_async(args, on_convert_progress, job, job->cancellable, convert_done,
-                              g_object_ref(job));
+        vs_qemu_img_run_async_full(args, vs_job_child_note, job, on_convert_progress, job,
+                                   job->cancellable, convert_done, g_object_ref(job));
     }
 }
 

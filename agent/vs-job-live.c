@@ -48,7 +48,8 @@ live_prepare_thread(VsJob *job, GError **error)
         g_ptr_array_add(args, g_strdup(d->delta));
         g_ptr_array_add(args, g_strdup_printf("%" G_GUINT64_FORMAT, d->plan->capacity));
         g_ptr_array_add(args, NULL);
-        if (!(out = vs_qemu_img_run_sync((const char *const *)args->pdata, error)))
+        if (!(out = vs_qemu_img_run_sync_full((const char *const *)args->pdata, vs_job_child_note,
+                                              job, error)))
             return FALSE;
     }
     return TRUE;

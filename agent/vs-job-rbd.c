@@ -23,6 +23,10 @@ rbd_prepare_thread(VsJob *job, GError **error)
 
         if (!cluster || !(d->src = vs_rbd_open(cluster, spec->pool, spec->ns, spec->image, error)))
             return FALSE;
+        g_mutex_lock(&job->lock);
+        g_free(jr->client); /* journaled below: a restarted agent blocklists it */
+        jr->client = vs_rbd_cluster_client_addr(cluster);
+        g_mutex_unlock(&job->lock);
         d->size = vs_rbd_size(d->src);
         if (!job->fsid)
             job->fsid = g_strdup(vs_rbd_cluster_fsid(cluster));
@@ -37,7 +41,7 @@ rbd_prepare_thread(VsJob *job, GError **error)
         if (!vs_rbd_pool_check(cluster, jr->clone_pool, spec->ns, error))
             return FALSE;
     }
-    return TRUE;
+    return vs_job_journal_save(job, error);
 }
 
 /* The cut of an rbd job: a snapshot of every image. */

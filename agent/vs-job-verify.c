@@ -9,6 +9,7 @@
 #include "vs-error.h"
 #include "vs-holds.h"
 #include "vs-job-private.h"
+#include "vs-child.h"
 #include "vs-names.h"
 #include "vs-rbd.h"
 #include "vs-util.h"
@@ -242,8 +243,9 @@ run_tool(VsJob *job, const char *const *argv, int *status, char **out, char **er
     for (guint i = 1; argv[i]; i++)
         g_ptr_array_add(args, (gpointer)argv[i]);
     g_ptr_array_add(args, NULL);
+    /* This worker thread waits for the tool: it outlives it, as PDEATHSIG needs. */
     launcher =
-        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
     /* The host's e2fsck.conf has no say in a check of a guest's file system. */
     g_subprocess_launcher_setenv(launcher, "E2FSCK_CONFIG", "/dev/null", TRUE);
     g_subprocess_launcher_setenv(launcher, "LC_ALL", "C", TRUE);

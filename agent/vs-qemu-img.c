@@ -19,6 +19,9 @@ typedef struct {
     gboolean wait_done;
     GError *wait_error;
     char *command;
+    VsChildFunc child;
+    gpointer child_data;
+    GPid pid;
 } Run;
 
 static void
@@ -157,6 +160,8 @@ on_wait(GObject *source, GAsyncResult *result, gpointer data)
     Run *run = g_task_get_task_data(task);
 
     g_subprocess_wait_finish(G_SUBPROCESS(source), result, &run->wait_error);
+    if (run->child && run->pid)
+        run->child(run->pid, FALSE, run->child_data);
     run->wait_done = TRUE;
     maybe_complete(task);
 }
@@ -186,8 +191,19 @@ void
 vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer progress_data,
                       GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
+    vs_qemu_img_run_async_full(args, NULL, NULL, progress, progress_data, cancellable, callback,
+                               user_data);
+}
+
+void
+vs_qemu_img_run_async_full(const char *const *args, VsChildFunc child, gpointer child_data,
+                           VsProgressFunc progress, gpointer progress_data,
+                           GCancellable *cancellable, GAsyncReadyCallback callback,
+                           gpointer user_data)
+{
     GTask *task = g_task_new(NULL, NULL, callback, user_data);
     g_auto(GStrv) argv = full_argv(args);
+    g_autoptr(GSubprocessLauncher) launcher = NULL;
     GError *error = NULL;
     Run *run = g_new0(Run, 1);
 
@@ -202,10 +218,10 @@ vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer
 
         g_debug("running %s", line);
     }
-    run->proc = g_subprocess_newv((const char *const *)argv,
-                                  G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
-                                      G_SUBPROCESS_FLAGS_STDIN_INHERIT,
-                                  &error);
+    launcher =
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+                              G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+    run->proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv, &error);
     if (!run->proc) {
         g_task_return_new_error(task, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG,
                                 error->message);
@@ -213,6 +229,11 @@ vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer
         g_object_unref(task);
         return;
     }
+    run->pid = vs_child_pid(run->proc);
+    run->child = child;
+    run->child_data = child_data;
+    if (child && run->pid)
+        child(run->pid, TRUE, child_data);
     if (cancellable) {
         run->cancellable = g_object_ref(cancellable);
         run->cancel_id =
@@ -234,16 +255,31 @@ vs_qemu_img_run_finish(GAsyncResult *result, GError **error)
 char *
 vs_qemu_img_run_sync(const char *const *args, GError **error)
 {
+    return vs_qemu_img_run_sync_full(args, NULL, NULL, error);
+}
+
+/* The calling (worker) thread waits for the child: it outlives it, as PDEATHSIG needs. */
+char *
+vs_qemu_img_run_sync_full(const char *const *args, VsChildFunc child, gpointer child_data,
+                          GError **error)
+{
     g_auto(GStrv) argv = full_argv(args);
+    g_autoptr(GSubprocessLauncher) launcher =
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
     g_autoptr(GSubprocess) proc = NULL;
     g_autofree char *out = NULL;
     g_autofree char *msg = NULL;
     g_autoptr(GError) local = NULL;
+    GPid pid = 0;
+    gboolean ok;
 
-    proc =
-        g_subprocess_newv((const char *const *)argv,
-                          G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE, &local);
-    if (!proc || !g_subprocess_communicate_utf8(proc, NULL, NULL, &out, NULL, &local)) {
+    proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv, &local);
+    if (proc && child && (pid = vs_child_pid(proc)))
+        child(pid, TRUE, child_data);
+    ok = proc && g_subprocess_communicate_utf8(proc, NULL, NULL, &out, NULL, &local);
+    if (pid)
+        child(pid, FALSE, child_data);
+    if (!ok) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG, local->message);
         return NULL;
     }

@@ -97,6 +97,14 @@ gboolean vs_rbd_snap_exists(VsRbdImage *image, const char *snap);
 gboolean vs_rbd_snap_rollback(VsRbdImage *image, const char *snap, VsRbdProgress progress,
                               gpointer data, GError **error);
 
+/* fault recovery (vs-job-undo.c) */
+/* Our client's address in @cluster ("ip:port/nonce", unique to this client instance). */
+char *vs_rbd_cluster_client_addr(VsRbdCluster *cluster);
+/* Blocklists a dead agent's client @addr for @expire_s seconds: the watches and locks it
+ * held on images go at once, instead of after the OSDs' watch timeout (30 s), during which
+ * every snapshot and its removal waits for it. Needs "profile rbd" on the monitors. */
+gboolean vs_rbd_blocklist(VsRbdCluster *cluster, const char *addr, guint expire_s, GError **error);
+
 /* Closes cached connections nobody uses. */
 void vs_rbd_close_idle(void);
 

@@ -128,12 +128,13 @@ class EventCollector:
 class Agent(agentmod.Agent):
     """The shared agent wrapper (tests/lab/agent.py) as this suite runs it: the programs
     of the mode, under VIRTSNAP_AGENT_WRAPPER, on the bus as installed in system mode.
-    Agent(lab, name, config, wrapper=(), installed_defaults=False)."""
+    Agent(lab, name, config, wrapper=(), installed_defaults=False, env=None)."""
 
-    def __init__(self, lab, name='agent', config='', wrapper=(), installed_defaults=False):
+    def __init__(self, lab, name='agent', config='', wrapper=(), installed_defaults=False,
+                 env=None):
         super().__init__(lab, name, config, programs=(VIRTSNAPD, VIRTSNAPCTL),
                          wrapper=AGENT_WRAPPER + list(wrapper), system_bus=SYSTEM,
-                         installed_defaults=installed_defaults)
+                         installed_defaults=installed_defaults, env=env)
 
 
 def pytest_configure(config):
@@ -153,6 +154,21 @@ def pytest_collection_modifyitems(config, items):
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+
+# ---- the fault matrix (test_faults.py): its lines, and its totals in CI's output ----------
+FAULT_MATRIX = []  # one line per point: 'ok   live:copy:kill:0  ...' / 'FAIL ...'
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_MATRIX:
+        ok = sum(1 for line in FAULT_MATRIX if line.startswith('ok'))
+        terminalreporter.write_sep('-', f'fault matrix ({MODE} lab)')
+        for line in FAULT_MATRIX:
+            if not line.startswith('ok'):
+                terminalreporter.write_line(line)
+        terminalreporter.write_line(f'fault matrix: {ok} of {len(FAULT_MATRIX)} points '
+                                    f'recovered ({MODE} lab)')
 
 
 @pytest.fixture(scope='session')

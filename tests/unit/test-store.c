@@ -63,6 +63,11 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     e->frozen = TRUE;
     g_ptr_array_add(e->copies, g_strdup("vda"));
     g_ptr_array_add(e->copies, g_strdup("vdb"));
+    {
+        VsJournalChild c = {4242, G_GUINT64_CONSTANT(123456789)};
+
+        g_array_append_val(e->children, c);
+    }
 
     g_assert_true(vs_journal_write(f->dir, e, &error));
     g_assert_no_error(error);
@@ -76,6 +81,9 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     g_assert_false(back->suspended);
     g_assert_cmpuint(back->copies->len, ==, 2);
     g_assert_cmpstr(g_ptr_array_index(back->copies, 1), ==, "vdb");
+    g_assert_cmpuint(back->children->len, ==, 1);
+    g_assert_cmpint(g_array_index(back->children, VsJournalChild, 0).pid, ==, 4242);
+    g_assert_cmpuint(g_array_index(back->children, VsJournalChild, 0).start, ==, 123456789);
 
     /* Rewriting replaces the record, it never leaves a temp file behind. */
     e->undefined = FALSE;
@@ -194,6 +202,38 @@ test_journal_revert(Fixture *f, gconstpointer data)
     g_assert_true(vs_journal_write(f->dir, e, &error));
     all = vs_journal_load_all(f->dir);
     g_assert_null(((VsJournalEntry *)g_ptr_array_index(all, 0))->revert_of);
+}
+
+/* An rbd record keeps the Ceph client that had the images open (recovery blocklists it),
+ * and a child whose pid cannot be a child of ours is dropped on load. */
+static void
+test_journal_fault_fields(Fixture *f, gconstpointer data)
+{
+    g_autoptr(VsJournalEntry) e = vs_journal_entry_new();
+    g_autoptr(VsJournalEntry) back = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *json = NULL;
+    VsJournalRbd *r = g_new0(VsJournalRbd, 1);
+    VsJournalChild good = {777, 42}, init = {1, 42}, unknown = {778, 0};
+
+    e->snapshot_id = g_strdup("20261121T000000Z-abcdef");
+    e->folder = g_strdup("/snap/.20261121T000000Z-abcdef.partial");
+    r->pool = g_strdup("vs");
+    r->image = g_strdup("img");
+    r->snap = g_strdup("virtsnap-20261121T000000Z-abcdef");
+    r->client = g_strdup("v2:127.0.0.1:0/123456");
+    g_ptr_array_add(e->rbd, r);
+    g_array_append_val(e->children, good);
+    g_array_append_val(e->children, init);
+    g_array_append_val(e->children, unknown);
+    json = vs_journal_entry_to_json(e);
+    back = vs_journal_entry_from_json(json, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(back->rbd->len, ==, 1);
+    g_assert_cmpstr(((VsJournalRbd *)g_ptr_array_index(back->rbd, 0))->client, ==,
+                    "v2:127.0.0.1:0/123456");
+    g_assert_cmpuint(back->children->len, ==, 1);
+    g_assert_cmpint(g_array_index(back->children, VsJournalChild, 0).pid, ==, 777);
 }
 
 static void
@@ -425,6 +465,8 @@ main(int argc, char **argv)
     g_test_add("/store/journal-bad-records", Fixture, NULL, setup, test_journal_bad_records,
                teardown);
     g_test_add("/store/journal-revert", Fixture, NULL, setup, test_journal_revert, teardown);
+    g_test_add("/store/journal-fault-fields", Fixture, NULL, setup, test_journal_fault_fields,
+               teardown);
     g_test_add("/store/catalog", Fixture, NULL, setup, test_catalog, teardown);
     g_test_add("/store/catalog-links", Fixture, NULL, setup, test_catalog_links, teardown);
     g_test_add("/store/progress-parse", Fixture, NULL, setup, test_progress_parse, teardown);

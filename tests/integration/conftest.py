@@ -160,7 +160,7 @@ def pytest_collection_modifyitems(config, items):
 FAULT_MATRIX = []  # one line per point: 'ok   live:copy:kill:0  ...' / 'FAIL ...'
 
 
-def pytest_terminal_summary(terminalreporter):
+def fault_matrix_summary(terminalreporter):
     if FAULT_MATRIX:
         ok = sum(1 for line in FAULT_MATRIX if line.startswith('ok'))
         terminalreporter.write_sep('-', f'fault matrix ({MODE} lab)')
@@ -231,7 +231,7 @@ def domain_intact(guest, inactive_xml_before):
 FUZZ_TOTALS = {}
 
 
-def pytest_terminal_summary(terminalreporter):
+def fuzz_summary(terminalreporter):
     if FUZZ_TOTALS.get('inputs'):
         total = FUZZ_TOTALS['inputs']
         ok = FUZZ_TOTALS.get('rejected', 0) + FUZZ_TOTALS.get('accepted', 0)
@@ -242,3 +242,9 @@ def pytest_terminal_summary(terminalreporter):
                                     f'with nothing, or the job and deletes they asked for)')
         if FUZZ_TOTALS.get('errors'):
             terminalreporter.write_line(f'hostile inputs by error: {FUZZ_TOTALS["errors"]}')
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The totals CI's output shows: the fault matrix's points and the hostile inputs."""
+    fault_matrix_summary(terminalreporter)
+    fuzz_summary(terminalreporter)

@@ -4,6 +4,8 @@
 
 #include <gio/gio.h>
 
+#include "vs-secret.h"
+
 G_BEGIN_DECLS
 
 /* @fraction: 0.0 .. 1.0, called on the main loop. */
@@ -21,6 +23,15 @@ char *vs_qemu_img_run_finish(GAsyncResult *result, GError **error);
 
 /* The same, blocking (for worker threads and recovery). */
 char *vs_qemu_img_run_sync(const char *const *args, GError **error);
+
+/* The same with @secrets (NULL-terminated, may be NULL) passed to qemu-img as objects
+ * vs_secret_id(0), (1): through pipes, never files or argv (vs-secret.h). */
+void vs_qemu_img_run_async_secrets(const char *const *args, VsSecret *const *secrets,
+                                   VsProgressFunc progress, gpointer progress_data,
+                                   GCancellable *cancellable, GAsyncReadyCallback callback,
+                                   gpointer user_data);
+char *vs_qemu_img_run_sync_secrets(const char *const *args, VsSecret *const *secrets,
+                                   GError **error);
 
 /* Parses the last "(NN.NN/100%)" in @text; -1 when none. */
 double vs_qemu_img_parse_progress(const char *text, gsize len);

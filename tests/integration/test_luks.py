@@ -5,8 +5,9 @@ a qcow2 with LUKS encryption (its passphrase in a libvirt secret) is snapshotted
 secret: unreadable without it, a clean ext4 with the guest's records with it. Metadata
 names the secret's UUID; the passphrase is in no file of the agent's, in no process's
 argv while the jobs run. Verify checks the encrypted images; what would write the disk
-out in the clear (format=raw, deep verify) or is not done yet (clone, compress, a
-private secret) is refused with Unsupported."""
+out in the clear (format=raw, deep verify) or is not done yet (clone, export, compress,
+the legacy copy, a private secret) is refused with Unsupported. RevertSnapshot writes a
+snapshot back into the encrypted disk through the secret."""
 
 import json
 import os
@@ -184,6 +185,9 @@ def test_luks_live_shallow_and_direct(lagent, luksguest, secret, tmp_path):
         assert cprops['State'] == 'failed' and cprops['ErrorName'] == UNSUPPORTED, cprops
         assert 'encrypted' in cprops['Error']
     assert 'luksclone' not in lagent.lab.domains()
+    # An export would serve it decrypted (and qemu-nbd would need the secret): refused.
+    name, message = lagent.call_error('ExportSnapshot', GLib.Variant('(sa{sv})', (sid, {})))
+    assert name == UNSUPPORTED and 'encrypted' in message, message
     assert no_passphrase_under(lagent.dir) == []
 
 

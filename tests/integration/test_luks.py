@@ -235,7 +235,8 @@ def guest_records(guest, tmp_path):
 
 def test_luks_revert(lagent, luksguest, secret, tmp_path):
     """The encrypted disk takes back a snapshot's content, written through the secret: it
-    stays encrypted, and so does the safety snapshot of what it held."""
+    stays encrypted, and so does the safety snapshot of what it held. Then, shut off, an
+    offline snapshot of it."""
     if 'cold' not in TAKEN:  # run on its own
         props = lagent.snapshot('luksg', method='cold')
         assert props['State'] == 'succeeded', props['Error']
@@ -266,6 +267,14 @@ def test_luks_revert(lagent, luksguest, secret, tmp_path):
     raw = labmod.luks_to_raw(sdisk['image'], str(tmp_path / 'safety.raw'), PASSPHRASE)
     newer = labmod.read_records(raw, tmpdir=str(tmp_path))
     assert labmod.records_contiguous(newer) and newer[-1] > nums[-1], (nums[-1], newer[-3:])
+    os.unlink(raw)
+
+    # Shut off now: an offline snapshot reads the encrypted disk directly, still encrypted.
+    off = lagent.snapshot('luksg')
+    assert off['State'] == 'succeeded', off['Error']
+    assert off['Method'] == 'cold' and off['Result']['offline'] is True
+    assert check_encrypted(lagent, off, secret, tmp_path, replay_journal=True) == nums
+    assert luksguest.state() == 'shut off'
     assert lagent.leftovers() == []
     assert no_passphrase_under(lagent.dir) == []
 

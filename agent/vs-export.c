@@ -375,6 +375,14 @@ find_disk(Request *r, GError **error)
         if (json_object_has_member(d, "rbd") &&
             JSON_NODE_HOLDS_OBJECT(json_object_get_member(d, "rbd")))
             return rbd_source(r, json_object_get_object_member(d, "rbd"), error);
+        if (json_object_has_member(d, "encryption")) {
+            /* qemu-nbd would need the secret, and would serve the disk decrypted */
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "snapshot %s: disk %s is encrypted; exporting encrypted snapshots is "
+                        "not supported",
+                        r->id, target);
+            return FALSE;
+        }
         base = g_path_get_basename(json_object_get_string_member_with_default(d, "image", ""));
         format = json_object_get_string_member_with_default(d, "format", "");
         if (!vs_name_is_valid(base) ||

@@ -45,14 +45,35 @@ live_prepare_thread(VsJob *job, GError **error)
             g_ptr_array_add(args, g_strdup("-F"));
             g_ptr_array_add(args, g_strdup(d->plan->backing_format));
         }
+        if (d->plan->secret) { /* the delta is encrypted like the disk */
+            g_ptr_array_add(args, g_strdup("-o"));
+            g_ptr_array_add(args, vs_secret_create_options(0));
+        }
         g_ptr_array_add(args, g_strdup(d->delta));
         g_ptr_array_add(args, g_strdup_printf("%" G_GUINT64_FORMAT, d->plan->capacity));
         g_ptr_array_add(args, NULL);
-        if (!(out = vs_qemu_img_run_sync_full((const char *const *)args->pdata, vs_job_child_note,
-                                              job, error)))
-            return FALSE;
+        {
+            VsSecret *secrets[] = {d->plan->secret, NULL};
+
+            if (!(out = vs_qemu_img_run_sync_full((const char *const *)args->pdata, secrets,
+                                                  vs_job_child_note, job, error)))
+                return FALSE;
+        }
     }
     return TRUE;
+}
+
+/* An encrypted disk's delta: QEMU opens it with the disk's own secret, which libvirt
+ * hands it (the passphrase never passes through us here). */
+static char *
+encrypted_dest_xml(const char *path, const char *format, const char *uuid)
+{
+    g_autofree char *id = g_markup_escape_text(uuid, -1);
+
+    return g_strdup_printf("<disk type='file'><source file='%s'><encryption format='luks'>"
+                           "<secret type='passphrase' uuid='%s'/></encryption></source>"
+                           "<driver type='%s'/></disk>",
+                           path, id, format);
 }
 
 static char *
@@ -62,6 +83,8 @@ copy_dest_xml(VsJob *job, VsJobDisk *d)
     const char *format =
         job->opts.copy == VS_COPY_DIRECT ? vs_format_name(job->opts.format) : "qcow2";
 
+    if (d->plan->secret)
+        return encrypted_dest_xml(path, format, vs_secret_uuid(d->plan->secret));
     return g_strdup_printf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>", path,
                            format);
 }
@@ -135,7 +158,7 @@ copy_thread(VsJob *job, GError **error)
             virErrorPtr err = virGetLastError();
 
             /* Detect, don't assume: a libvirt that refuses the flag gets the seed's way. */
-            if (transient && i == 0 && err &&
+            if (transient && i == 0 && err && !d->plan->secret &&
                 (err->code == VIR_ERR_NO_SUPPORT || err->code == VIR_ERR_ARGUMENT_UNSUPPORTED)) {
                 JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
                         "no transient block copy here (%s); using undefine/rebase", err->message);

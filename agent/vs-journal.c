@@ -37,6 +37,7 @@ revert_disk_free(gpointer p)
     g_free(r->image);
     g_free(r->format);
     g_free(r->safety);
+    g_free(r->secret);
     g_free(r);
 }
 
@@ -134,6 +135,7 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
         vs_json_add_string(b, "image", r->image);
         vs_json_add_string(b, "format", r->format);
         vs_json_add_string(b, "safety", r->safety ? r->safety : "");
+        vs_json_add_string(b, "secret", r->secret ? r->secret : "");
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -248,6 +250,7 @@ vs_journal_entry_from_json(const char *json, GError **error)
             r->image = g_strdup(json_object_get_string_member_with_default(ro, "image", ""));
             r->format = g_strdup(json_object_get_string_member_with_default(ro, "format", ""));
             r->safety = g_strdup(json_object_get_string_member_with_default(ro, "safety", ""));
+            r->secret = g_strdup(json_object_get_string_member_with_default(ro, "secret", ""));
             g_ptr_array_add(entry->revert_disks, r);
         }
     }

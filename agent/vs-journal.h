@@ -25,6 +25,9 @@ typedef struct {
     char *image;  /* the disk's top image, written in place */
     char *format; /* its format */
     char *safety; /* the safety snapshot's image of it ("" without one) */
+    /* luks: the UUID of the libvirt secret both are encrypted with ("" when not
+     * encrypted): undo needs it to write the safety image back */
+    char *secret;
 } VsJournalRevertDisk;
 
 /* A child process of ours (qemu-img) that runs for the job. */

@@ -570,6 +570,11 @@ verify_load_done(GObject *source, GAsyncResult *result, gpointer user_data)
         g_dbus_method_invocation_return_gerror(invocation, error);
         return;
     }
+    if (vc->deep && !vs_verify_deep_allowed(v, &error)) {
+        vs_verify_free(v);
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return;
+    }
     job = vs_queue_add(self->queue, vs_job_new_verify(vs_queue_take_id(self->queue), self->config,
                                                       self->libvirt, v, vc->deep));
     vs_dbus_agent1_complete_verify_snapshot(self->skeleton, invocation, vs_job_get_path(job));

@@ -4,6 +4,7 @@
 #include "vs-qemu-img.h"
 #include "vs-error.h"
 #include "vs-build-config.h"
+#include "vs-secret.h"
 
 #include <string.h>
 
@@ -174,36 +175,53 @@ on_cancelled(GCancellable *cancellable, gpointer data)
     g_subprocess_force_exit(proc);
 }
 
+/* qemu-img, its subcommand, the secrets' --object options (their pipes go to @launcher),
+ * the rest of @args. */
 static GStrv
-full_argv(const char *const *args)
+secret_argv(const char *const *args, VsSecret *const *secrets, GSubprocessLauncher *launcher,
+            GError **error)
 {
-    GStrvBuilder *b = g_strv_builder_new();
-    GStrv argv;
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
 
-    g_strv_builder_add(b, VS_QEMU_IMG);
-    g_strv_builder_addv(b, (const char **)args);
-    argv = g_strv_builder_end(b);
-    g_strv_builder_unref(b);
-    return argv;
+    g_ptr_array_add(argv, g_strdup(VS_QEMU_IMG));
+    g_ptr_array_add(argv, g_strdup(args[0]));
+    if (!vs_secret_pass(secrets, argv, launcher, error))
+        return NULL;
+    for (guint i = 1; args[i]; i++)
+        g_ptr_array_add(argv, g_strdup(args[i]));
+    g_ptr_array_add(argv, NULL);
+    return (GStrv)g_ptr_array_free(g_steal_pointer(&argv), FALSE);
 }
 
 void
 vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer progress_data,
                       GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
-    vs_qemu_img_run_async_full(args, NULL, NULL, progress, progress_data, cancellable, callback,
-                               user_data);
+    vs_qemu_img_run_async_full(args, NULL, NULL, NULL, progress, progress_data, cancellable,
+                               callback, user_data);
 }
 
 void
-vs_qemu_img_run_async_full(const char *const *args, VsChildFunc child, gpointer child_data,
-                           VsProgressFunc progress, gpointer progress_data,
+vs_qemu_img_run_async_secrets(const char *const *args, VsSecret *const *secrets,
+                              VsProgressFunc progress, gpointer progress_data,
+                              GCancellable *cancellable, GAsyncReadyCallback callback,
+                              gpointer user_data)
+{
+    vs_qemu_img_run_async_full(args, secrets, NULL, NULL, progress, progress_data, cancellable,
+                               callback, user_data);
+}
+
+void
+vs_qemu_img_run_async_full(const char *const *args, VsSecret *const *secrets, VsChildFunc child,
+                           gpointer child_data, VsProgressFunc progress, gpointer progress_data,
                            GCancellable *cancellable, GAsyncReadyCallback callback,
                            gpointer user_data)
 {
     GTask *task = g_task_new(NULL, NULL, callback, user_data);
-    g_auto(GStrv) argv = full_argv(args);
-    g_autoptr(GSubprocessLauncher) launcher = NULL;
+    g_autoptr(GSubprocessLauncher) launcher =
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+                              G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+    g_auto(GStrv) argv = NULL;
     GError *error = NULL;
     Run *run = g_new0(Run, 1);
 
@@ -212,15 +230,17 @@ vs_qemu_img_run_async_full(const char *const *args, VsChildFunc child, gpointer 
     run->progress_data = progress_data;
     run->command = g_strdup_printf("qemu-img %s", args[0]);
     g_task_set_task_data(task, run, run_free);
+    if (!(argv = secret_argv(args, secrets, launcher, &error))) {
+        g_task_return_error(task, error);
+        g_object_unref(task);
+        return;
+    }
 
     if (g_log_get_debug_enabled()) {
         g_autofree char *line = g_strjoinv(" ", argv);
 
         g_debug("running %s", line);
     }
-    launcher =
-        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
-                              G_SUBPROCESS_FLAGS_STDIN_INHERIT);
     run->proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv, &error);
     if (!run->proc) {
         g_task_return_new_error(task, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG,
@@ -255,17 +275,23 @@ vs_qemu_img_run_finish(GAsyncResult *result, GError **error)
 char *
 vs_qemu_img_run_sync(const char *const *args, GError **error)
 {
-    return vs_qemu_img_run_sync_full(args, NULL, NULL, error);
+    return vs_qemu_img_run_sync_full(args, NULL, NULL, NULL, error);
+}
+
+char *
+vs_qemu_img_run_sync_secrets(const char *const *args, VsSecret *const *secrets, GError **error)
+{
+    return vs_qemu_img_run_sync_full(args, secrets, NULL, NULL, error);
 }
 
 /* The calling (worker) thread waits for the child: it outlives it, as PDEATHSIG needs. */
 char *
-vs_qemu_img_run_sync_full(const char *const *args, VsChildFunc child, gpointer child_data,
-                          GError **error)
+vs_qemu_img_run_sync_full(const char *const *args, VsSecret *const *secrets, VsChildFunc child,
+                          gpointer child_data, GError **error)
 {
-    g_auto(GStrv) argv = full_argv(args);
     g_autoptr(GSubprocessLauncher) launcher =
         vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
+    g_auto(GStrv) argv = NULL;
     g_autoptr(GSubprocess) proc = NULL;
     g_autofree char *out = NULL;
     g_autofree char *msg = NULL;
@@ -273,6 +299,8 @@ vs_qemu_img_run_sync_full(const char *const *args, VsChildFunc child, gpointer c
     GPid pid = 0;
     gboolean ok;
 
+    if (!(argv = secret_argv(args, secrets, launcher, error)))
+        return NULL;
     proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv, &local);
     if (proc && child && (pid = vs_child_pid(proc)))
         child(pid, TRUE, child_data);

@@ -179,6 +179,7 @@ test_journal_revert(Fixture *f, gconstpointer data)
     d->image = g_strdup("/images/g-vda.qcow2");
     d->format = g_strdup("qcow2");
     d->safety = g_strdup("/snap/20261121T000000Z-abcdef/vda.qcow2");
+    d->secret = g_strdup("0b0e6f2a-95b2-4b8e-9d6e-3f1c2a4d5e6f");
     g_ptr_array_add(e->revert_disks, d);
     g_assert_true(vs_journal_write(f->dir, e, &error));
     g_assert_no_error(error);
@@ -194,6 +195,7 @@ test_journal_revert(Fixture *f, gconstpointer data)
     g_assert_cmpstr(bd->image, ==, d->image);
     g_assert_cmpstr(bd->format, ==, "qcow2");
     g_assert_cmpstr(bd->safety, ==, d->safety);
+    g_assert_cmpstr(bd->secret, ==, d->secret);
     vs_journal_remove(f->dir, e->snapshot_id);
 
     /* A snapshot job's record is not a revert. */

@@ -56,7 +56,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
     gboolean want_freeze =
         job->opts.quiesce != VS_QUIESCE_OFF && job->plan->agent_connected && running;
     gboolean multi = job->disks->len > 1;
-    gboolean frozen = FALSE, suspended = FALSE, thawed = FALSE;
+    gboolean frozen = FALSE, suspended = FALSE, thawed = FALSE, alive;
     g_autoptr(GError) stop_error = NULL;
     gint64 t0, t_pause = 0;
 
@@ -73,10 +73,17 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
             g_autoptr(GError) freeze_error = NULL;
 
             vs_set_libvirt_error(&freeze_error, "freezing the guest's file systems");
+            if (virConnectIsAlive(job->plan->conn) != 1) {
+                /* libvirtd went away: whether the guest froze is unknown, the journal
+                 * keeps "frozen" for the resume (or undo) to thaw. Not a quiesce failure. */
+                g_set_error(error, VS_ERROR, VS_ERROR_NOT_CONNECTED, "%s", freeze_error->message);
+                return FALSE;
+            }
             if (job->opts.quiesce == VS_QUIESCE_REQUIRE) {
                 g_set_error(error, VS_ERROR, VS_ERROR_QUIESCE_FAILED, "%s", freeze_error->message);
                 return FALSE; /* undo stops the copies */
             }
+            g_free(job->quiesce_note); /* a window taken again after a resume */
             job->quiesce_note = g_strdup(freeze_error->message);
             JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "%s; going on unquiesced (quiesce=try)",
                     freeze_error->message);
@@ -87,6 +94,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
                                        g_object_unref);
         }
     } else if (job->opts.quiesce != VS_QUIESCE_OFF) {
+        g_free(job->quiesce_note);
         job->quiesce_note = g_strdup(running ? "no guest agent connected" : "domain is paused");
     }
     if (!frozen && multi && running) {
@@ -119,9 +127,13 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
     if (frozen)
         job->freeze_ms = vs_now_ms() - t0;
 
+    alive = virConnectIsAlive(job->plan->conn) == 1;
     g_mutex_lock(&job->lock);
-    g_ptr_array_set_size(job->journal->copies, 0);
-    job->journal->frozen = frozen && !thawed && !job->watchdog_fired;
+    /* A cut that failed may have left mirrors running: undo (or a resume) looks at them. */
+    if (!stop_error)
+        g_ptr_array_set_size(job->journal->copies, 0);
+    /* The watchdog's thaw went through a dead connection too when libvirtd went away. */
+    job->journal->frozen = frozen && !thawed && (!job->watchdog_fired || !alive);
     job->journal->suspended = suspended;
     g_mutex_unlock(&job->lock);
     if (!vs_job_journal_save(job, error))

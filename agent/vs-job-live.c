@@ -161,6 +161,9 @@ copy_thread(VsJob *job, GError **error)
  * <mirror ... ready='yes'> in the live XML, though its READY event went out to nobody. A
  * mirror that QEMU ended meanwhile (or a QEMU that died) shows no <mirror> at all. */
 
+/* How long a resume keeps trying to thaw a guest whose agent does not answer. */
+#define THAW_RETRY_MS 15000
+
 /* Which of our mirrors libvirt shows now (d->mirrored) and which are in sync (d->ready). */
 static gboolean
 find_mirrors(VsJob *job, GError **error)
@@ -231,10 +234,19 @@ freeze_window_resume(VsJob *job, GError **error)
     int state = 0, reason = 0;
     VsJobDisk *gone;
 
-    if (job->journal->frozen) {
-        if (virDomainFSThaw(dom, NULL, 0, 0) < 0)
+    /* A guest agent that does not answer yet (a try waits libvirt's guest-sync time), or
+     * that libvirt has not connected again yet, gets tries for a while: the guest may be
+     * frozen, and only a thaw that gets through helps. */
+    for (gint64 until = vs_now_ms() + THAW_RETRY_MS; job->journal->frozen;) {
+        if (virDomainFSThaw(dom, NULL, 0, 0) == 0) {
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "guest thawed after libvirtd came back");
+            break;
+        }
+        if (vs_now_ms() > until || virGetLastErrorCode() != VIR_ERR_AGENT_UNRESPONSIVE)
             return vs_set_libvirt_error(error, "thawing the guest after libvirtd came back");
-        JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "guest thawed after libvirtd came back");
+        JOB_LOG(job, G_LOG_LEVEL_DEBUG, "thaw after libvirtd came back: %s; trying again",
+                virGetLastErrorMessage());
+        g_usleep(250 * 1000);
     }
     if (job->journal->suspended && virDomainGetState(dom, &state, &reason, 0) == 0 &&
         state == VIR_DOMAIN_PAUSED && virDomainResume(dom) < 0)

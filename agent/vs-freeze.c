@@ -7,22 +7,71 @@
 #include "vs-util.h"
 #include "vs-virt-util.h"
 
+/* How long a thaw that does not get through is tried again in the background. A guest
+ * agent that hangs while the guest is frozen keeps the freeze: libvirt's thaw then fails
+ * at its guest-sync wait (5 s) and never reaches the guest. Given up after a while, the
+ * guest would stay frozen for good once its agent runs again; tried again, it thaws then. */
+#define THAW_KEEP_MS       (10 * 60 * 1000)
+#define THAW_KEEP_PAUSE_MS 500
+
 static void
-emergency_thaw_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+dom_free(gpointer dom)
+{
+    virDomainFree(dom);
+}
+
+static void
+keep_thawing_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
     VsJob *job = source;
+    virDomainPtr dom = data;
+    gint64 t0 = vs_now_ms();
 
-    if (virDomainFSThaw(job->plan->dom, NULL, 0, 0) < 0)
-        JOB_LOG(job, G_LOG_LEVEL_WARNING, "emergency thaw of %s failed: %s", job->domain,
-                virGetLastErrorMessage());
+    for (int attempt = 1;; attempt++) {
+        int code;
+
+        if (virDomainFSThaw(dom, NULL, 0, 0) >= 0) {
+            if (attempt > 1)
+                JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+                        "%s thawed at last, after %" G_GINT64_FORMAT " ms (attempt %d)",
+                        job->domain, vs_now_ms() - t0, attempt);
+            break;
+        }
+        /* Only an agent that does not answer (or whose last call holds libvirt's agent
+         * job) is worth another try; any other answer means there is nothing to thaw. */
+        code = virGetLastErrorCode();
+        if ((code != VIR_ERR_AGENT_UNRESPONSIVE && code != VIR_ERR_OPERATION_TIMEOUT) ||
+            vs_now_ms() - t0 > THAW_KEEP_MS) {
+            JOB_LOG(job, G_LOG_LEVEL_WARNING, "thawing %s failed: %s", job->domain,
+                    virGetLastErrorMessage());
+            break;
+        }
+        if (attempt == 1)
+            JOB_LOG(job, G_LOG_LEVEL_WARNING,
+                    "thawing %s: %s; trying again until its agent "
+                    "answers",
+                    job->domain, virGetLastErrorMessage());
+        g_usleep(THAW_KEEP_PAUSE_MS * 1000);
+    }
     g_task_return_boolean(task, TRUE);
+}
+
+/* Thaws @dom in the background, again and again while its agent does not answer. Any
+ * thread. */
+static void
+keep_thawing(VsJob *job, virDomainPtr dom)
+{
+    g_autoptr(GTask) task = g_task_new(job, NULL, NULL, NULL);
+
+    virDomainRef(dom);
+    g_task_set_task_data(task, dom, dom_free);
+    g_task_run_in_thread(task, keep_thawing_thread);
 }
 
 static gboolean
 watchdog_cb(gpointer data)
 {
     VsJob *job = data;
-    g_autoptr(GTask) task = NULL;
 
     job->watchdog_source = 0;
     if (!g_atomic_int_compare_and_exchange(&job->thaw_claimed, 0, 1))
@@ -30,8 +79,7 @@ watchdog_cb(gpointer data)
     JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s still frozen after %u ms: thawing now", job->domain,
             job->freeze_limit_ms);
     job->watchdog_fired = TRUE;
-    task = g_task_new(job, NULL, NULL, NULL);
-    g_task_run_in_thread(task, emergency_thaw_thread);
+    keep_thawing(job, job->plan->dom);
     return G_SOURCE_REMOVE;
 }
 
@@ -123,9 +171,17 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
         thawed = virDomainFSThaw(dom, NULL, 0, 0) >= 0 || virDomainFSThaw(dom, NULL, 0, 0) >= 0;
         if (!thawed && !stop_error)
             vs_set_libvirt_error(&stop_error, "thawing the guest");
+        if (!thawed && virConnectIsAlive(job->plan->conn) == 1) {
+            keep_thawing(job, dom); /* the job goes on to fail; the thaw goes on too */
+            thawed = TRUE;          /* in its hands now, not undo's */
+        }
     }
     if (frozen)
         job->freeze_ms = vs_now_ms() - t0;
+    /* A freeze call that waited on a hung agent: the guest may have been frozen for all
+     * that time, past the limit, with no watchdog armed yet. */
+    if (frozen && job->freeze_ms > job->freeze_limit_ms)
+        job->watchdog_fired = TRUE;
 
     alive = virConnectIsAlive(job->plan->conn) == 1;
     g_mutex_lock(&job->lock);
@@ -142,8 +198,8 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
     *t_start = t0;
     if (job->watchdog_fired) {
         g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                    "stopping the copies took longer than the freeze limit (%u ms): the guest "
-                    "was thawed and the snapshot discarded",
+                    "the guest was frozen longer than the freeze limit (%u ms): it was thawed "
+                    "(or is, as soon as its agent answers) and the snapshot discarded",
                     job->freeze_limit_ms);
         return FALSE;
     }

@@ -247,3 +247,34 @@ def test_hung_guest_agent(agent, writer):
     all_well(agent, writer, before)
     good_snapshot(agent.snapshot('writer', quiesce='require'))
     all_well(agent, writer, before)
+
+
+def test_guest_agent_hangs_while_frozen(lab, writer):
+    """qemu-ga stops the moment the guest freezes and runs again 16 s later: libvirt's
+    thaw cannot reach the guest meanwhile (each try dies at the guest-sync wait). The job
+    fails Timeout within a bound (the guest was frozen past freeze_limit_ms), the thaw is
+    tried on in the background and gets through once qemu-ga runs: the guest is not left
+    frozen, and the next job works."""
+    hang = 16
+    before = writer.inactive_xml()
+    agent = Agent(lab, name='agent-hang-frozen', config='freeze_limit_ms = 1000\n').start()
+    try:
+        guest_sh(writer, 'i=0; while [ ! -e /var/run/qga.state.isfrozen ] && [ $i -lt 10000 ]; '
+                 'do usleep 2000; i=$((i + 1)); done; p=$(pidof qemu-ga); kill -STOP $p; '
+                 f'sleep {hang}; kill -CONT $p')
+        t0 = time.monotonic()
+        props = agent.snapshot('writer', quiesce='require', timeout=90)
+        took = time.monotonic() - t0
+        assert props['State'] == 'failed', props
+        assert props['ErrorName'] == 'org.virtsnap.Error.Timeout', props
+        assert took < 2 * AGENT_WAIT_S + 4 or took > hang, took  # the thaw's bound, or it
+        # waited in the freeze call itself (qemu-ga stopped before it froze)
+        writer.wait_agent(timeout=hang + 15)
+        assert time.monotonic() - t0 > hang - 1, 'qemu-ga ran again too early'
+        all_well(agent, writer, before)
+        log = agent.log_text()
+        assert 'thawed at last' in log or took > hang, log[-3000:]
+        good_snapshot(agent.snapshot('writer', quiesce='require'))
+        all_well(agent, writer, before)
+    finally:
+        agent.stop()

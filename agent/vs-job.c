@@ -265,8 +265,13 @@ resume_done(GObject *source, GAsyncResult *result, gpointer data)
 static void
 resume_start(VsJob *job)
 {
+    const VsJobStep *step = current_step(job);
     virConnectPtr conn;
 
+    if (!step || !step->resume || !conn_lost(job)) {
+        job->resume_wait = FALSE; /* nothing to resume: the job's connection is alive */
+        return;
+    }
     if (job->resume_conn || !(conn = vs_libvirt_get_connection(job->libvirt, NULL)))
         return;
     if (conn == job->plan->conn || virConnectIsAlive(conn) != 1) {

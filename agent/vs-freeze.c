@@ -7,22 +7,71 @@
 #include "vs-util.h"
 #include "vs-virt-util.h"
 
+/* How long a thaw that does not get through is tried again in the background. A guest
+ * agent that hangs while the guest is frozen keeps the freeze: libvirt's thaw then fails
+ * at its guest-sync wait (5 s) and never reaches the guest. Given up after a while, the
+ * guest would stay frozen for good once its agent runs again; tried again, it thaws then. */
+#define THAW_KEEP_MS       (10 * 60 * 1000)
+#define THAW_KEEP_PAUSE_MS 500
+
 static void
-emergency_thaw_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+dom_free(gpointer dom)
+{
+    virDomainFree(dom);
+}
+
+static void
+keep_thawing_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
     VsJob *job = source;
+    virDomainPtr dom = data;
+    gint64 t0 = vs_now_ms();
 
-    if (virDomainFSThaw(job->plan->dom, NULL, 0, 0) < 0)
-        JOB_LOG(job, G_LOG_LEVEL_WARNING, "emergency thaw of %s failed: %s", job->domain,
-                virGetLastErrorMessage());
+    for (int attempt = 1;; attempt++) {
+        int code;
+
+        if (virDomainFSThaw(dom, NULL, 0, 0) >= 0) {
+            if (attempt > 1)
+                JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+                        "%s thawed at last, after %" G_GINT64_FORMAT " ms (attempt %d)",
+                        job->domain, vs_now_ms() - t0, attempt);
+            break;
+        }
+        /* Only an agent that does not answer (or whose last call holds libvirt's agent
+         * job) is worth another try; any other answer means there is nothing to thaw. */
+        code = virGetLastErrorCode();
+        if ((code != VIR_ERR_AGENT_UNRESPONSIVE && code != VIR_ERR_OPERATION_TIMEOUT) ||
+            vs_now_ms() - t0 > THAW_KEEP_MS) {
+            JOB_LOG(job, G_LOG_LEVEL_WARNING, "thawing %s failed: %s", job->domain,
+                    virGetLastErrorMessage());
+            break;
+        }
+        if (attempt == 1)
+            JOB_LOG(job, G_LOG_LEVEL_WARNING,
+                    "thawing %s: %s; trying again until its agent "
+                    "answers",
+                    job->domain, virGetLastErrorMessage());
+        g_usleep(THAW_KEEP_PAUSE_MS * 1000);
+    }
     g_task_return_boolean(task, TRUE);
+}
+
+/* Thaws @dom in the background, again and again while its agent does not answer. Any
+ * thread. */
+static void
+keep_thawing(VsJob *job, virDomainPtr dom)
+{
+    g_autoptr(GTask) task = g_task_new(job, NULL, NULL, NULL);
+
+    virDomainRef(dom);
+    g_task_set_task_data(task, dom, dom_free);
+    g_task_run_in_thread(task, keep_thawing_thread);
 }
 
 static gboolean
 watchdog_cb(gpointer data)
 {
     VsJob *job = data;
-    g_autoptr(GTask) task = NULL;
 
     job->watchdog_source = 0;
     if (!g_atomic_int_compare_and_exchange(&job->thaw_claimed, 0, 1))
@@ -30,8 +79,7 @@ watchdog_cb(gpointer data)
     JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s still frozen after %u ms: thawing now", job->domain,
             job->freeze_limit_ms);
     job->watchdog_fired = TRUE;
-    task = g_task_new(job, NULL, NULL, NULL);
-    g_task_run_in_thread(task, emergency_thaw_thread);
+    keep_thawing(job, job->plan->dom);
     return G_SOURCE_REMOVE;
 }
 
@@ -56,7 +104,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
     gboolean want_freeze =
         job->opts.quiesce != VS_QUIESCE_OFF && job->plan->agent_connected && running;
     gboolean multi = job->disks->len > 1;
-    gboolean frozen = FALSE, suspended = FALSE, thawed = FALSE;
+    gboolean frozen = FALSE, suspended = FALSE, thawed = FALSE, alive;
     g_autoptr(GError) stop_error = NULL;
     gint64 t0, t_pause = 0;
 
@@ -73,10 +121,17 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
             g_autoptr(GError) freeze_error = NULL;
 
             vs_set_libvirt_error(&freeze_error, "freezing the guest's file systems");
+            if (virConnectIsAlive(job->plan->conn) != 1) {
+                /* libvirtd went away: whether the guest froze is unknown, the journal
+                 * keeps "frozen" for the resume (or undo) to thaw. Not a quiesce failure. */
+                g_set_error(error, VS_ERROR, VS_ERROR_NOT_CONNECTED, "%s", freeze_error->message);
+                return FALSE;
+            }
             if (job->opts.quiesce == VS_QUIESCE_REQUIRE) {
                 g_set_error(error, VS_ERROR, VS_ERROR_QUIESCE_FAILED, "%s", freeze_error->message);
                 return FALSE; /* undo stops the copies */
             }
+            g_free(job->quiesce_note); /* a window taken again after a resume */
             job->quiesce_note = g_strdup(freeze_error->message);
             JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "%s; going on unquiesced (quiesce=try)",
                     freeze_error->message);
@@ -87,6 +142,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
                                        g_object_unref);
         }
     } else if (job->opts.quiesce != VS_QUIESCE_OFF) {
+        g_free(job->quiesce_note);
         job->quiesce_note = g_strdup(running ? "no guest agent connected" : "domain is paused");
     }
     if (!frozen && multi && running) {
@@ -115,13 +171,25 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
         thawed = virDomainFSThaw(dom, NULL, 0, 0) >= 0 || virDomainFSThaw(dom, NULL, 0, 0) >= 0;
         if (!thawed && !stop_error)
             vs_set_libvirt_error(&stop_error, "thawing the guest");
+        if (!thawed && virConnectIsAlive(job->plan->conn) == 1) {
+            keep_thawing(job, dom); /* the job goes on to fail; the thaw goes on too */
+            thawed = TRUE;          /* in its hands now, not undo's */
+        }
     }
     if (frozen)
         job->freeze_ms = vs_now_ms() - t0;
+    /* A freeze call that waited on a hung agent: the guest may have been frozen for all
+     * that time, past the limit, with no watchdog armed yet. */
+    if (frozen && job->freeze_ms > job->freeze_limit_ms)
+        job->watchdog_fired = TRUE;
 
+    alive = virConnectIsAlive(job->plan->conn) == 1;
     g_mutex_lock(&job->lock);
-    g_ptr_array_set_size(job->journal->copies, 0);
-    job->journal->frozen = frozen && !thawed && !job->watchdog_fired;
+    /* A cut that failed may have left mirrors running: undo (or a resume) looks at them. */
+    if (!stop_error)
+        g_ptr_array_set_size(job->journal->copies, 0);
+    /* The watchdog's thaw went through a dead connection too when libvirtd went away. */
+    job->journal->frozen = frozen && !thawed && (!job->watchdog_fired || !alive);
     job->journal->suspended = suspended;
     g_mutex_unlock(&job->lock);
     if (!vs_job_journal_save(job, error))
@@ -130,8 +198,8 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
     *t_start = t0;
     if (job->watchdog_fired) {
         g_set_error(error, VS_ERROR, VS_ERROR_TIMEOUT,
-                    "stopping the copies took longer than the freeze limit (%u ms): the guest "
-                    "was thawed and the snapshot discarded",
+                    "the guest was frozen longer than the freeze limit (%u ms): it was thawed "
+                    "(or is, as soon as its agent answers) and the snapshot discarded",
                     job->freeze_limit_ms);
         return FALSE;
     }

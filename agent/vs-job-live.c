@@ -5,6 +5,7 @@
  * events, never by polling. */
 #include "vs-job-private.h"
 #include "vs-convert.h"
+#include "vs-domain-xml.h"
 #include "vs-error.h"
 #include "vs-freeze.h"
 #include "vs-qemu-img.h"
@@ -140,15 +141,22 @@ copy_thread(VsJob *job, GError **error)
 {
     gboolean transient = job->plan->transient_copy;
 
-    if (!transient && job->plan->persistent && !undefine_for_copy(job, error))
+    /* Once: a resumed copy finds the domain undefined already. */
+    if (!transient && job->plan->persistent && virDomainIsPersistent(job->plan->dom) != 0 &&
+        !undefine_for_copy(job, error))
         return FALSE;
 
-    job->t_copy_start = vs_now_ms();
+    if (!job->t_copy_start)
+        job->t_copy_start = vs_now_ms();
     for (guint i = 0; i < job->disks->len; i++) {
         VsJobDisk *d = vs_job_disk(job, i);
 
+        if (d->mirrored)
+            continue; /* resume: it runs since before libvirtd went away */
         g_mutex_lock(&job->lock);
-        g_ptr_array_add(job->journal->copies, g_strdup(d->plan->target));
+        if (!g_ptr_array_find_with_equal_func(job->journal->copies, d->plan->target, g_str_equal,
+                                              NULL))
+            g_ptr_array_add(job->journal->copies, g_strdup(d->plan->target));
         g_mutex_unlock(&job->lock);
         if (!vs_job_journal_save(job, error))
             return FALSE;
@@ -171,6 +179,137 @@ copy_thread(VsJob *job, GError **error)
         }
         return vs_set_libvirt_error(error, "starting the copy of disk %s", d->plan->target);
     }
+    return TRUE;
+}
+
+/* ---- resume: libvirtd went away and came back (vs-job.c resume_start) ---------------------
+ * QEMU keeps mirroring while libvirtd is away; libvirt 9.0 reconnects to the monitor when it
+ * starts again, reads the block jobs back, and shows a mirror that reached READY meanwhile as
+ * <mirror ... ready='yes'> in the live XML, though its READY event went out to nobody. A
+ * mirror that QEMU ended meanwhile (or a QEMU that died) shows no <mirror> at all. */
+
+/* How long a resume keeps trying to thaw a guest whose agent does not answer. */
+#define THAW_RETRY_MS 15000
+
+/* Which of our mirrors libvirt shows now (d->mirrored) and which are in sync (d->ready). */
+static gboolean
+find_mirrors(VsJob *job, GError **error)
+{
+    g_autofree char *xml = virDomainGetXMLDesc(job->plan->dom, 0);
+    g_autoptr(VsDomainXml) dx = NULL;
+
+    if (!xml)
+        return vs_set_libvirt_error(error, "reading the live definition of '%s'", job->domain);
+    if (!(dx = vs_domain_xml_parse(xml, error)))
+        return FALSE;
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+        VsDisk *disk = vs_domain_xml_find_disk(dx, d->plan->target);
+
+        d->mirrored = disk && disk->mirror && g_strcmp0(disk->mirror_source, d->delta) == 0;
+        if (d->mirrored && disk->mirror_ready)
+            d->ready = TRUE; /* an event may have said so already: never back to FALSE */
+    }
+    return TRUE;
+}
+
+static VsJobDisk *
+first_unmirrored(VsJob *job)
+{
+    for (guint i = 0; i < job->disks->len; i++) {
+        if (!vs_job_disk(job, i)->mirrored)
+            return vs_job_disk(job, i);
+    }
+    return NULL;
+}
+
+/* The copy calls: those whose mirror libvirt shows ran; the others are made again (a call
+ * that the dead libvirtd never carried out left nothing). */
+static gboolean
+copy_resume(VsJob *job, GError **error)
+{
+    return find_mirrors(job, error);
+}
+
+/* Waiting for READY: it may have come while we were away. */
+static gboolean
+wait_ready_resume(VsJob *job, GError **error)
+{
+    VsJobDisk *gone;
+
+    if (!find_mirrors(job, error))
+        return FALSE;
+    if ((gone = first_unmirrored(job))) {
+        g_set_error(error, VS_ERROR, VS_ERROR_LIBVIRT,
+                    "the copy of disk %s ended while libvirtd was away (see libvirt's log)",
+                    gone->plan->target);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* The freeze window lost its connection: the guest is thawed (and resumed) first, through
+ * the new connection. Then the cut is taken again if every mirror is still there and in
+ * sync: the delta follows the disk until the cut, so a second cut is as good as the first.
+ * A mirror that is gone may have been stopped by our abort before libvirtd died, or ended
+ * otherwise, and nothing tells whether it stopped inside the freeze: the job fails (undo
+ * stops the other mirrors and removes the files) rather than keep a cut of unknown time. */
+static gboolean
+freeze_window_resume(VsJob *job, GError **error)
+{
+    virDomainPtr dom = job->plan->dom;
+    int state = 0, reason = 0;
+    VsJobDisk *gone;
+
+    /* A guest agent that does not answer yet (a try waits libvirt's guest-sync time), or
+     * that libvirt has not connected again yet, gets tries for a while: the guest may be
+     * frozen, and only a thaw that gets through helps. */
+    for (gint64 until = vs_now_ms() + THAW_RETRY_MS; job->journal->frozen;) {
+        if (virDomainFSThaw(dom, NULL, 0, 0) == 0) {
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "guest thawed after libvirtd came back");
+            break;
+        }
+        if (vs_now_ms() > until || virGetLastErrorCode() != VIR_ERR_AGENT_UNRESPONSIVE)
+            return vs_set_libvirt_error(error, "thawing the guest after libvirtd came back");
+        JOB_LOG(job, G_LOG_LEVEL_DEBUG, "thaw after libvirtd came back: %s; trying again",
+                virGetLastErrorMessage());
+        g_usleep(250 * 1000);
+    }
+    if (job->journal->suspended && virDomainGetState(dom, &state, &reason, 0) == 0 &&
+        state == VIR_DOMAIN_PAUSED && virDomainResume(dom) < 0)
+        return vs_set_libvirt_error(error, "resuming the guest after libvirtd came back");
+    g_mutex_lock(&job->lock);
+    job->journal->frozen = FALSE;
+    job->journal->suspended = FALSE;
+    g_mutex_unlock(&job->lock);
+    if (!vs_job_journal_save(job, error) || !find_mirrors(job, error))
+        return FALSE;
+    for (guint i = 0; i < job->disks->len; i++) {
+        VsJobDisk *d = vs_job_disk(job, i);
+
+        if (d->mirrored && !d->ready) {
+            d->mirrored = FALSE; /* not in sync: no cut from it */
+            break;
+        }
+    }
+    if ((gone = first_unmirrored(job))) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_CONNECTED,
+                    "libvirtd went away during the freeze window and the copy of disk %s did "
+                    "not outlive it: the guest is thawed and the snapshot discarded",
+                    gone->plan->target);
+        return FALSE;
+    }
+    for (guint i = 0; i < job->disks->len; i++)
+        vs_job_disk(job, i)->stopped = FALSE;
+    g_atomic_int_set(&job->thaw_claimed, 0);
+    job->watchdog_fired = FALSE;
+    return TRUE;
+}
+
+/* Defining the saved XML again is the same whether or not the lost call did it. */
+static gboolean
+redefine_resume(VsJob *job, GError **error)
+{
     return TRUE;
 }
 
@@ -242,8 +381,8 @@ check_ready(VsJob *job)
 {
     VsJobDisk *failed;
 
-    if (job->phase != VS_PHASE_WAIT_READY)
-        return;
+    if (job->phase != VS_PHASE_WAIT_READY || job->resume_conn)
+        return; /* a resume takes stock first, then looks again */
     if ((failed = first_failed(job))) {
         GError *why = copy_target_error(job, failed);
 
@@ -416,13 +555,15 @@ flatten_start(VsJob *job)
 static const VsJobStep live_steps[] = {
     {VS_PHASE_CLEAR_JOBS, .wanted = vs_job_foreign_jobs_wanted, .thread = vs_job_clear_jobs_thread},
     {VS_PHASE_PREPARE, .thread = live_prepare_thread},
-    {VS_PHASE_COPY, .thread = copy_thread, .undo = VS_UNDO_COPIES | VS_UNDO_REDEFINE},
+    {VS_PHASE_COPY, .thread = copy_thread, .undo = VS_UNDO_COPIES | VS_UNDO_REDEFINE,
+     .resume = copy_resume},
     {VS_PHASE_WAIT_READY, .start = wait_ready_start, .undo = VS_UNDO_COPIES,
-     .flags = VS_STEP_WAITS_EVENTS},
+     .flags = VS_STEP_WAITS_EVENTS, .resume = wait_ready_resume},
     {VS_PHASE_FREEZE_WINDOW, .thread = live_freeze_thread,
-     .undo = VS_UNDO_COPIES | VS_UNDO_RESUME | VS_UNDO_THAW, .flags = VS_STEP_RUNS_TO_END},
+     .undo = VS_UNDO_COPIES | VS_UNDO_RESUME | VS_UNDO_THAW, .flags = VS_STEP_RUNS_TO_END,
+     .resume = freeze_window_resume},
     {VS_PHASE_REDEFINE, .wanted = redefine_wanted, .thread = redefine_thread,
-     .undo = VS_UNDO_REDEFINE},
+     .undo = VS_UNDO_REDEFINE, .resume = redefine_resume},
     {VS_PHASE_FLATTEN, .enter = vs_job_after_cut, .start = flatten_start},
     {VS_PHASE_CATALOG, .thread = vs_job_catalog_thread, .flags = VS_STEP_NOT_CANCELLABLE},
 };

@@ -85,6 +85,10 @@ typedef struct {
     VsStepFunc start;        /* asynchronous work that ends through job->step_done */
     VsUndoParts undo;
     VsStepFlags flags;
+    /* libvirtd went away under the step and came back (the job's connection and domain are
+     * new ones): in a worker thread, takes stock and puts things right (thaw, ...); TRUE:
+     * the step begins again on the new connection. NULL: the step fails NotConnected. */
+    VsStepThreadFunc resume;
 } VsJobStep;
 
 /* A key of the D-Bus Result and the fact it shows. */

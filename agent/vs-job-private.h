@@ -31,6 +31,8 @@ struct _VsJobDisk {
     guint64 size;     /* virtual size (rbd: the source image's, read in prepare) */
     VsRbdImage *src;  /* rbd: the disk's image, open from prepare to clone */
     VsJournalRbd *jr; /* rbd: its journal record (owned by the journal) */
+    /* resume: libvirt showed our mirror on it when it came back */
+    gboolean mirrored;
 };
 
 struct _VsJob {
@@ -99,6 +101,11 @@ struct _VsJob {
     gboolean domain_untouched; /* changes nothing of its domain: not a job "on" it */
     /* revert (vs-job-revert.c) */
     struct _VsRevert *revert;
+    /* resume after libvirtd went away (vs-job.c) */
+    gboolean resume_wait;      /* the step resumes on the next connection */
+    VsPhase resume_phase;      /* the step the resume under way is for */
+    virConnectPtr resume_conn; /* the new connection, while the resume runs */
+    GPtrArray *stale_doms;     /* the dead connection's domains: a progress query may hold one */
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of

@@ -14,6 +14,7 @@
 #include "vs-result.h"
 #include "vs-revert.h"
 #include "vs-util.h"
+#include "vs-virt-util.h"
 
 #include <string.h>
 
@@ -24,6 +25,7 @@ static guint signals[N_SIGNALS];
 
 static void enter_phase(VsJob *job, VsPhase phase);
 static void fail(VsJob *job, GError *error);
+static gboolean resume_later(VsJob *job, GError *error);
 
 static const VsJobStep *
 current_step(VsJob *job)
@@ -57,6 +59,8 @@ step_complete(VsJob *job, GError *error)
         error = vs_fault_step_succeeded(vs_dbus_job1_get_method(job->iface), job->phase);
 #endif
     if (error) {
+        if (resume_later(job, error))
+            return;
         fail(job, error);
         return;
     }
@@ -179,14 +183,128 @@ undo_done(GObject *source, GAsyncResult *result, gpointer data)
 static void
 undo_start(VsJob *job)
 {
-    if (job->undo_conn)
-        return; /* already under way */
+    if (job->undo_conn || job->resume_conn)
+        return; /* already under way; or after the resume (resume_done) */
     job->undo_conn = vs_libvirt_get_connection(job->libvirt, NULL);
     if (!job->undo_conn) {
         JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "cleanup waits for libvirt to come back");
         return;
     }
     vs_job_run_in_thread(job, vs_job_undo_thread, undo_done);
+}
+
+/* ---- libvirtd went away and came back --------------------------------------------------- */
+
+/* The job's own connection (the plan's) is dead: libvirtd went away under it. A local
+ * check, no call. */
+static gboolean
+conn_lost(VsJob *job)
+{
+    return job->plan && job->plan->conn && virConnectIsAlive(job->plan->conn) != 1;
+}
+
+/* Worker thread: the domain again on the new connection, then the step's own stock-taking. */
+static gboolean
+resume_thread(VsJob *job, GError **error)
+{
+    const VsJobStep *step = vs_job_method_step(job->method, job->resume_phase);
+    virDomainPtr dom = virDomainLookupByUUIDString(job->resume_conn, job->uuid);
+
+    if (!dom)
+        return vs_set_libvirt_error(error, "looking up '%s' again", job->domain);
+    g_mutex_lock(&job->lock);
+    /* The old handle stays alive until the job goes: a progress query may be using it. Its
+     * domain holds the dead connection. */
+    g_ptr_array_add(job->stale_doms, job->plan->dom);
+    virConnectClose(job->plan->conn);
+    virConnectRef(job->resume_conn);
+    job->plan->conn = job->resume_conn;
+    job->plan->dom = dom;
+    g_mutex_unlock(&job->lock);
+    return step->resume(job, error);
+}
+
+static void resume_start(VsJob *job);
+
+static void
+resume_done(GObject *source, GAsyncResult *result, gpointer data)
+{
+    VsJob *job = VS_JOB(source);
+    GError *error = NULL;
+    const VsJobStep *step;
+
+    g_task_propagate_boolean(G_TASK(result), &error);
+    g_clear_pointer(&job->resume_conn, virConnectClose);
+    if (job->phase != job->resume_phase) { /* failed or cancelled meanwhile: undo's turn */
+        g_clear_error(&error);
+        if (job->phase == VS_PHASE_UNDO)
+            undo_start(job);
+        return;
+    }
+    if (error && conn_lost(job)) { /* gone again: wait for the next connection */
+        JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "resume: %s", error->message);
+        g_error_free(error);
+        resume_start(job);
+        return;
+    }
+    job->resume_wait = FALSE;
+    if (error) {
+        fail(job, error);
+        return;
+    }
+    if (job->cancel_requested) {
+        fail(job, g_error_new(VS_ERROR, VS_ERROR_CANCELLED, "cancelled"));
+        return;
+    }
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "libvirt is back: phase %s goes on",
+            vs_phase_name(job->phase));
+    step = current_step(job);
+    g_clear_handle_id(&job->progress_source, g_source_remove);
+    g_clear_handle_id(&job->watchdog_source, g_source_remove);
+    if (step->thread)
+        vs_job_run_in_thread(job, step->thread, step_thread_done);
+    else
+        step->start(job);
+}
+
+/* Once libvirt is back on a new connection (now, or at the next notify::connected). */
+static void
+resume_start(VsJob *job)
+{
+    const VsJobStep *step = current_step(job);
+    virConnectPtr conn;
+
+    if (!step || !step->resume || !conn_lost(job)) {
+        job->resume_wait = FALSE; /* nothing to resume: the job's connection is alive */
+        return;
+    }
+    if (job->resume_conn || !(conn = vs_libvirt_get_connection(job->libvirt, NULL)))
+        return;
+    if (conn == job->plan->conn || virConnectIsAlive(conn) != 1) {
+        virConnectClose(conn); /* the loss is not noticed yet: the reconnect follows */
+        return;
+    }
+    job->resume_conn = conn;
+    job->resume_phase = job->phase;
+    vs_job_run_in_thread(job, resume_thread, resume_done);
+}
+
+/* A step that failed because libvirtd went away under it resumes on the next connection
+ * when it knows how (its resume function); any other failure is a failure. */
+static gboolean
+resume_later(VsJob *job, GError *error)
+{
+    const VsJobStep *step = current_step(job);
+
+    if (!step || !step->resume || job->cancel_requested || !conn_lost(job))
+        return FALSE;
+    JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+            "libvirt went away in phase %s (%s): resuming when it is back",
+            vs_phase_name(job->phase), error->message);
+    g_error_free(error);
+    job->resume_wait = TRUE;
+    resume_start(job);
+    return TRUE;
 }
 
 static void
@@ -198,9 +316,14 @@ on_connected_changed(VsLibvirt *libvirt, GParamSpec *pspec, VsJob *job)
 
     if (job->phase == VS_PHASE_UNDO) {
         undo_start(job);
+    } else if (job->resume_wait) {
+        resume_start(job);
+    } else if (step && (step->flags & VS_STEP_WAITS_EVENTS) && step->resume) {
+        /* Events sent while we were away are lost: the step takes stock on the new
+         * connection (a READY in between shows in the live XML) and waits on. */
+        job->resume_wait = TRUE;
+        resume_start(job);
     } else if (step && (step->flags & VS_STEP_WAITS_EVENTS)) {
-        /* Events sent while we were away are lost: libvirt's events resume now, but a
-         * READY that came in between would be missed. Start over from a clean state. */
         fail(job, g_error_new(VS_ERROR, VS_ERROR_NOT_CONNECTED,
                               "the libvirt connection was lost while the copy ran"));
     }
@@ -318,7 +441,8 @@ vs_job_cancel(VsJob *self)
      * freeze window always runs to its thaw. */
     if (!step || !(step->flags & VS_STEP_RUNS_TO_END))
         g_cancellable_cancel(self->cancellable);
-    if (self->phase == VS_PHASE_QUEUED || (step && (step->flags & VS_STEP_WAITS_EVENTS)))
+    if (self->phase == VS_PHASE_QUEUED || self->resume_wait ||
+        (step && (step->flags & VS_STEP_WAITS_EVENTS)))
         fail(self, g_error_new(VS_ERROR, VS_ERROR_CANCELLED, "cancelled"));
 }
 
@@ -451,6 +575,8 @@ vs_job_finalize(GObject *object)
     VsJob *self = VS_JOB(object);
 
     g_clear_pointer(&self->undo_conn, virConnectClose);
+    g_clear_pointer(&self->resume_conn, virConnectClose);
+    g_clear_pointer(&self->stale_doms, g_ptr_array_unref);
     g_clear_pointer(&self->disks, g_ptr_array_unref);
     g_clear_pointer(&self->plan, vs_plan_free);
     g_clear_pointer(&self->clone_plan, vs_clone_plan_free);
@@ -478,11 +604,18 @@ vs_job_finalize(GObject *object)
 }
 
 static void
+stale_dom_free(gpointer dom)
+{
+    virDomainFree(dom);
+}
+
+static void
 vs_job_init(VsJob *self)
 {
     g_mutex_init(&self->lock);
     self->cancellable = g_cancellable_new();
     self->undo_notes = g_string_new(NULL);
+    self->stale_doms = g_ptr_array_new_with_free_func(stale_dom_free);
     self->step_done = step_complete;
 }
 

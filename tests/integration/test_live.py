@@ -309,16 +309,25 @@ def test_crashed_agent_is_repaired_at_start(lab, writer):
 
 
 def test_libvirtd_dies_during_copy(lab, agent, writer):
+    """libvirtd SIGKILLed while the mirror runs, on the undefine path: the job resumes on
+    the next connection (the mirror ran on in QEMU) and defines the domain again."""
     before = writer.inactive_xml()
-    path = agent.create('writer', bandwidth=SLOW)
+    path = agent.create('writer', legacy_undefine=True, bandwidth=SLOW)
     agent.wait_job(path, until=('wait-ready',), timeout=30)
     lab.kill_libvirtd(signal.SIGKILL)
-    time.sleep(1)
+    time.sleep(0.5)
     assert agent.job_props(path)['State'] == 'running'
     lab.start_libvirtd()
+    # Lift the limit on our mirror: it reaches READY on the new connection.
+    deadline = time.monotonic() + 30
+    while lab.virsh_result('blockjob', 'writer', 'vda', '--bandwidth', '0').returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     props = agent.wait_job(path, timeout=60)
-    assert props['State'] == 'failed'
-    assert props['ErrorName'] == 'org.virtsnap.Error.NotConnected', props
+    assert props['State'] == 'succeeded', (props['ErrorName'], props['Error'])
+    assert 'libvirt is back: phase wait-ready goes on' in agent.log_text()
+    assert 'defined again' in agent.log_text()
+    check_image(image_of(props), replay_journal=False)
     writer.wait_agent()
     domain_intact(writer, before)
     assert agent.leftovers() == []

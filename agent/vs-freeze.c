@@ -116,6 +116,13 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
         return FALSE;
 
     t0 = vs_now_ms();
+    /* libvirt waits for a guest agent's answer to a command without bound by default: a
+     * qemu-ga that hangs after answering libvirt's guest-sync would hold the freeze (and the
+     * thaw behind it) for good. agent_timeout_s bounds each agent command of the window;
+     * the domain's own setting is put back to libvirt's default after it. */
+    if (want_freeze && virDomainAgentSetResponseTimeout(dom, job->config->agent_timeout_s, 0) < 0)
+        JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "cannot set the guest agent's timeout: %s",
+                virGetLastErrorMessage());
     if (want_freeze) {
         if (virDomainFSFreeze(dom, NULL, 0, 0) < 0) {
             g_autoptr(GError) freeze_error = NULL;
@@ -128,6 +135,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
                 return FALSE;
             }
             if (job->opts.quiesce == VS_QUIESCE_REQUIRE) {
+                virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
                 g_set_error(error, VS_ERROR, VS_ERROR_QUIESCE_FAILED, "%s", freeze_error->message);
                 return FALSE; /* undo stops the copies */
             }
@@ -176,6 +184,8 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
             thawed = TRUE;          /* in its hands now, not undo's */
         }
     }
+    if (want_freeze)
+        virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
     if (frozen)
         job->freeze_ms = vs_now_ms() - t0;
     /* A freeze call that waited on a hung agent: the guest may have been frozen for all

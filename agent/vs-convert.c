@@ -53,7 +53,7 @@ convert_done(GObject *source, GAsyncResult *result, gpointer data)
 static void
 convert_encrypted(VsJob *job, VsJobDisk *d, const char *path)
 {
-    g_autofree char *spec = vs_secret_image_spec(path, 0);
+    g_autofree char *spec = vs_secret_image_spec(path, 0, TRUE);
     g_autofree char *options = vs_secret_create_options(0);
     const char *args[] = {"convert", "-p", "-O", "qcow2", "-o", options, spec, d->part, NULL};
     VsSecret *secrets[] = {d->plan->secret, NULL};

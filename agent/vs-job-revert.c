@@ -561,8 +561,8 @@ static void
 write_encrypted(VsJob *job, VsJobDisk *d, VsRevertDisk *sd)
 {
     g_autofree char *rate = g_strdup_printf("%" G_GUINT64_FORMAT, job->revert->opts.bandwidth);
-    g_autofree char *from = vs_secret_image_spec(sd->image, 0);
-    g_autofree char *to = vs_secret_image_spec(d->plan->source, 0);
+    g_autofree char *from = vs_secret_image_spec(sd->image, 0, TRUE);
+    g_autofree char *to = vs_secret_image_spec(d->plan->source, 0, TRUE);
     VsSecret *secrets[] = {d->plan->secret, NULL};
     const char *args[12];
     int n = 0;
@@ -797,8 +797,8 @@ write_back_safety(VsJob *job, VsJournalRevertDisk *jd, GError **error)
         if (!(secret = vs_secret_fetch(job->undo_conn, jd->target, jd->secret, error)))
             return FALSE;
         secrets[0] = secret;
-        args[6] = from = vs_secret_image_spec(jd->safety, 0);
-        args[7] = to = vs_secret_image_spec(jd->image, 0);
+        args[6] = from = vs_secret_image_spec(jd->safety, 0, TRUE);
+        args[7] = to = vs_secret_image_spec(jd->image, 0, TRUE);
     }
 
     for (int attempt = 0; attempt < 60; attempt++) {

@@ -458,32 +458,6 @@ sniff_format(const char *path)
     return n == 4 && memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
 }
 
-/* An encrypted image opened with secret vs_secret_id(0); never its backing file. */
-static char *
-encrypted_spec(const char *path)
-{
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL;
-
-    json_builder_begin_object(b);
-    vs_json_add_string(b, "driver", "qcow2");
-    vs_json_add_string(b, "encrypt.key-secret", vs_secret_id(0));
-    json_builder_set_member_name(b, "backing");
-    json_builder_add_null_value(b);
-    json_builder_set_member_name(b, "file");
-    json_builder_begin_object(b);
-    vs_json_add_string(b, "driver", "file");
-    vs_json_add_string(b, "filename", path);
-    json_builder_end_object(b);
-    json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    text = json_generator_to_data(gen, NULL);
-    return g_strconcat("json:", text, NULL);
-}
-
 /* The passphrase of encrypted disk @d, from libvirt: a secret that is gone or unreadable
  * is the job's error (not a problem of the image). */
 static VsSecret *
@@ -528,7 +502,7 @@ check_file(VsJob *job, VerifyDisk *d, GError **error)
     }
     if (d->secret && !(secret = disk_secret(job, d, error)))
         return FALSE;
-    spec = secret ? encrypted_spec(d->image) : file_spec(d->format, d->image, 0, 0);
+    spec = secret ? vs_secret_image_spec(d->image, 0, FALSE) : file_spec(d->format, d->image, 0, 0);
     {
         const char *argv[] = {"qemu-img", "info", "-U", "--output=json", spec, NULL};
 

@@ -3,6 +3,7 @@
  * file=/dev/fd/N to its end, so nothing is written to disk and argv shows only the fd. */
 #include "vs-secret.h"
 #include "vs-error.h"
+#include "vs-util.h"
 #include "vs-virt-util.h"
 
 #include <fcntl.h>
@@ -147,7 +148,7 @@ vs_secret_pass(VsSecret *const *secrets, GPtrArray *argv, GSubprocessLauncher *l
 }
 
 char *
-vs_secret_image_spec(const char *path, guint i)
+vs_secret_image_spec(const char *path, guint i, gboolean backing)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -155,16 +156,16 @@ vs_secret_image_spec(const char *path, guint i)
     g_autofree char *text = NULL;
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "driver");
-    json_builder_add_string_value(b, "qcow2");
-    json_builder_set_member_name(b, "encrypt.key-secret");
-    json_builder_add_string_value(b, vs_secret_id(i));
+    vs_json_add_string(b, "driver", "qcow2");
+    vs_json_add_string(b, "encrypt.key-secret", vs_secret_id(i));
+    if (!backing) {
+        json_builder_set_member_name(b, "backing");
+        json_builder_add_null_value(b);
+    }
     json_builder_set_member_name(b, "file");
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "driver");
-    json_builder_add_string_value(b, "file");
-    json_builder_set_member_name(b, "filename");
-    json_builder_add_string_value(b, path);
+    vs_json_add_string(b, "driver", "file");
+    vs_json_add_string(b, "filename", path);
     json_builder_end_object(b);
     json_builder_end_object(b);
     root = json_builder_get_root(b);

@@ -32,9 +32,9 @@ const char *vs_secret_id(guint i);
 gboolean vs_secret_pass(VsSecret *const *secrets, GPtrArray *argv, GSubprocessLauncher *launcher,
                         GError **error);
 
-/* qemu-img's json: name of the qcow2 image @path encrypted with secret @i (its backing
- * file, if any, opened as the image says). */
-char *vs_secret_image_spec(const char *path, guint i);
+/* qemu-img's json: name of the qcow2 image @path encrypted with secret @i; its backing
+ * file, if any, opened as the image says, or (@backing FALSE) never opened. */
+char *vs_secret_image_spec(const char *path, guint i, gboolean backing);
 
 /* The -o value for a new image encrypted like the source: "encrypt.format=luks,..." */
 char *vs_secret_create_options(guint i);

@@ -21,9 +21,9 @@ import time
 import pytest
 from gi.repository import GLib
 
-import ceph as cephmod
 import conftest
 from conftest import MODE, Agent
+from test_rbd import ceph, rbdguest  # noqa: F401  (fixtures: test_rbd's Ceph and guest)
 
 # What a clean run of each method goes through (Job1.Phase, in order), as the method
 # tables in agent/vs-job-*.c have it; test_fault_point[...-clean] checks it against the
@@ -101,27 +101,6 @@ def guest(lab):
     path = _matrix_file()
     if path and os.path.exists(path):
         os.unlink(path)
-    yield g
-    conftest.remove_guest(g)
-
-
-@pytest.fixture(scope='module')
-def ceph(lab):
-    # A cluster of this module's own (test_rbd.py has another, in another directory).
-    cluster = cephmod.Ceph(lab.path('ceph-faults'), allow_root=lab.mode == 'system')
-    cluster.start()
-    cluster.create_pool('vs')
-    cluster.create_pool('vsdest')
-    cluster.import_ext4_image('vs', 'img', size_mib=64, label='rbd-img')
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope='module')
-def rbdguest(lab, ceph):
-    g = cephmod.make_rbd_guest(lab, ceph, 'rbdfaulty', 'vs', 'img', agent=True)
-    g.start()
-    g.wait_ready(180)
     yield g
     conftest.remove_guest(g)
 

@@ -131,9 +131,20 @@ clone_thread(VsJob *job, GError **error)
         g_mutex_lock(&job->lock);
         jr->clone_made = TRUE;
         g_mutex_unlock(&job->lock);
-        if (!vs_job_journal_save(job, error) ||
-            !vs_rbd_clone(d->src, jr->snap, cluster, jr->clone_pool, jr->ns, jr->clone, error) ||
-            !(clone = vs_rbd_open(cluster, jr->clone_pool, jr->ns, jr->clone, error)))
+        if (!vs_job_journal_save(job, error))
+            return FALSE;
+        if (!vs_rbd_clone(d->src, jr->snap, cluster, jr->clone_pool, jr->ns, jr->clone, error)) {
+            /* The name was taken after prepare looked (a mixed job's mirrors take their
+             * time): that image is somebody else's, never ours to remove. */
+            if (g_error_matches(*error, VS_ERROR, VS_ERROR_EXISTS)) {
+                g_mutex_lock(&job->lock);
+                jr->clone_made = FALSE;
+                g_mutex_unlock(&job->lock);
+                vs_job_journal_save(job, NULL);
+            }
+            return FALSE;
+        }
+        if (!(clone = vs_rbd_open(cluster, jr->clone_pool, jr->ns, jr->clone, error)))
             return FALSE;
         if (job->flatten) {
             FlattenState fs = {job, i, -1};

@@ -188,7 +188,7 @@ def test_mixed_name_taken_after_the_cut(lab, ceph, magent, mixguest):  # noqa: F
     RBD snapshot exists and the file image is written when the clone step fails. Undo
     takes back both, and leaves the other image alone."""
     before = mixguest.inactive_xml()
-    path = magent.create('mixguest', name='late', bandwidth=1024 * 1024)
+    path = magent.create('mixguest', name='late', bandwidth=12 * 1024 * 1024)
     magent.wait_job(path, until=('wait-ready',), timeout=60)
     ceph.create_image('vsdest', 'mix-late', 4)
     assert magent.job_props(path)['Phase'] == 'wait-ready', 'the mirror was too quick'

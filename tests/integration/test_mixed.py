@@ -5,6 +5,7 @@ record writer. One snapshot of both, cut in one freeze window; verify, clone, re
 delete of such a snapshot; each kind alone with disks=; a cancel in the middle."""
 
 import os
+import statistics
 import time
 
 import pytest
@@ -17,7 +18,6 @@ from test_rbd import ceph, rbd_agent  # noqa: F401  (fixtures)
 
 SLOW = 64 * 1024  # bytes/s: keeps the mirror running long enough to cancel it
 UNSUPPORTED = 'org.virtsnap.Error.Unsupported'
-FREEZE_MS = {}  # method -> FreezeMs of a snapshot of the same guest, for the report
 
 
 @pytest.fixture(scope='module')
@@ -91,6 +91,7 @@ def test_mixed_snapshot_one_instant(lab, ceph, magent, mixguest):  # noqa: F811
         result = props['Result']
         disks = disks_of(props)
         assert sorted(disks) == ['vda', 'vdb']
+        assert result['copy'] == 'direct' and result['flattened'] is False
         # Each kind as its own method writes it: an RBD clone, an image file.
         assert disks['vda']['format'] == 'rbd' and disks['vda']['image'].startswith('rbd://')
         sid = result['snapshot-id']
@@ -100,7 +101,6 @@ def test_mixed_snapshot_one_instant(lab, ceph, magent, mixguest):  # noqa: F811
         assert f'virtsnap-{sid}' in ceph.snap_names('vs/mix')
         if quiesce == 'require':
             assert result['quiesced'] is True and props['FreezeMs'] > 0
-            FREEZE_MS['mixed'] = props['FreezeMs']
         else:
             # No freeze: the vCPUs are paused around both cuts, as for two file disks.
             assert result['quiesced'] is False and result['pause-ms'] > 0
@@ -151,21 +151,26 @@ def test_mixed_verify_clone_revert_delete(lab, ceph, magent, mixguest):  # noqa:
 
 
 def test_mixed_each_kind_alone(lab, ceph, magent, mixguest):  # noqa: F811
-    """disks= naming one kind picks that kind's own method; the freeze windows of the
-    three, for the report."""
+    """disks= naming one kind picks that kind's own method. The freeze windows of the
+    three, for the report (VIRTSNAP_FREEZE_SAMPLES snapshots of each, default 1)."""
     before = mixguest.inactive_xml()
-    for disk, method in (('vda', 'rbd'), ('vdb', 'live')):
-        props = magent.snapshot('mixguest', disks=[disk], quiesce='require')
-        assert props['State'] == 'succeeded', props['Error']
-        assert props['Method'] == method, props['MethodReason']
-        assert [d['target'] for d in props['Result']['disks']] == [disk]
-        FREEZE_MS[method] = props['FreezeMs']
-        delete(magent, props['Result']['snapshot-id'])
+    samples = int(os.environ.get('VIRTSNAP_FREEZE_SAMPLES', '1'))
+    freeze = {'mixed': [], 'rbd': [], 'live': []}
+    for _ in range(samples):
+        for disks, method in ((['vda', 'vdb'], 'mixed'), (['vda'], 'rbd'), (['vdb'], 'live')):
+            props = magent.snapshot('mixguest', disks=disks, quiesce='require')
+            assert props['State'] == 'succeeded', props['Error']
+            assert props['Method'] == method, props['MethodReason']
+            assert [d['target'] for d in props['Result']['disks']] == disks
+            assert props['Result']['quiesced'] is True
+            freeze[method].append(props['FreezeMs'])
+            delete(magent, props['Result']['snapshot-id'])
     domain_intact(mixguest, before)
     assert our_rbd_objects(ceph) == []
     assert magent.leftovers() == []
-    print(f"\nfreeze-ms of mixguest: mixed {FREEZE_MS.get('mixed')}, "
-          f"rbd only {FREEZE_MS['rbd']}, file only {FREEZE_MS['live']}")
+    print('\nfreeze-ms of mixguest (median of %d): %s' % (samples, ', '.join(
+        f'{m} {statistics.median(v):.0f} (min {min(v)}, max {max(v)})'
+        for m, v in freeze.items())))
 
 
 def test_mixed_cancel_during_copy(lab, ceph, magent, mixguest):  # noqa: F811

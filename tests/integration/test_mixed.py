@@ -29,8 +29,7 @@ def mixguest(lab, ceph):  # noqa: F811
     guest.wait_ready(180)
     time.sleep(2)  # the first records reach both disks
     yield guest
-    remove_guest(guest)
-    ceph.remove_image('vs/mix')
+    remove_guest(guest)  # vs/mix goes with the module's cluster (memstore)
 
 
 @pytest.fixture(scope='module')
@@ -211,3 +210,33 @@ def test_mixed_name_taken_after_the_cut(lab, ceph, magent, mixguest):  # noqa: F
     domain_intact(mixguest, before)
     assert our_rbd_objects(ceph) == []
     assert magent.leftovers() == []
+
+
+def test_mixed_killed_agent_is_repaired_at_start(lab, ceph, magent, mixguest):  # noqa: F811
+    """SIGKILL while the mirror runs: the next agent stops it and removes the folder from
+    the journal record, whose RBD records say nothing was made in the cluster yet."""
+    before = mixguest.inactive_xml()
+    magent.stop()  # one agent owns the bus name
+    first = rbd_agent(lab, 'agent-mixed-crash')
+    path = first.create('mixguest', bandwidth=SLOW)
+    first.wait_job(path, until=('wait-ready',), timeout=60)
+    assert mixguest.block_jobs() != []
+    first.kill()
+
+    second = rbd_agent(lab, 'agent-mixed-crash')
+    try:
+        deadline = time.monotonic() + 30
+        jobs = []
+        while time.monotonic() < deadline:
+            (jobs,) = second.call('ListJobs')
+            if jobs and second.job_props(jobs[0])['State'] == 'interrupted':
+                break
+            time.sleep(0.1)
+        props = second.job_props(jobs[0])
+        assert props['State'] == 'interrupted', props
+        assert 'interrupted by an agent restart in phase copy' in props['Error'], props['Error']
+        domain_intact(mixguest, before)
+        assert our_rbd_objects(ceph) == []
+        assert second.leftovers() == []
+    finally:
+        second.stop()

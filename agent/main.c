@@ -14,6 +14,7 @@
 #include "vs-dirs.h"
 #include "vs-job-verify.h"
 #include "vs-error.h"
+#include "vs-fault.h"
 #include "vs-libvirt.h"
 #include "vs-manager.h"
 #include "vs-bus.h"
@@ -160,6 +161,10 @@ main(int argc, char **argv)
     }
     if (opt_verbose)
         g_setenv("G_MESSAGES_DEBUG", G_LOG_DOMAIN, TRUE);
+#ifdef VS_FAULT_INJECTION
+    if (!vs_fault_arm(&error))
+        return startup_failed(error, 2);
+#endif
 
     config = vs_config_load(opt_config ? opt_config : VS_DEFAULT_CONFIG, opt_config != NULL,
                             warnings, &error);

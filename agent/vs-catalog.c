@@ -5,9 +5,16 @@
 #include "vs-error.h"
 #include "vs-util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* metadata.json holds the domain XML: a few KiB to a few hundred; anything this big is junk. */
+#define METADATA_MAX (16 * 1024 * 1024)
 
 char *
 vs_catalog_partial_dir(const char *snapshot_dir, const char *id)
@@ -99,22 +106,132 @@ vs_json_to_variant(JsonNode *node)
     return g_variant_new_string(""); /* null */
 }
 
-/* Reads one finished snapshot's metadata; NULL for folders that are not snapshots. */
-static JsonNode *
-read_metadata(const char *snapshot_dir, const char *id)
+/* @name inside @dfd as text, opened without following a link; NULL (errno set) when it is
+ * not a regular file of at most METADATA_MAX bytes. */
+static char *
+read_regular_at(int dfd, const char *name, gsize *len)
 {
-    g_autofree char *path = g_build_filename(snapshot_dir, id, VS_METADATA_FILE, NULL);
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) error = NULL;
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    char *text;
+    gsize n = 0;
+    int errsv;
 
-    if (!vs_name_is_valid(id) || !g_file_test(path, G_FILE_TEST_IS_REGULAR))
+    if (fd < 0)
         return NULL;
-    if (!json_parser_load_from_file(parser, path, &error) ||
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > METADATA_MAX) {
+        errsv = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? EFBIG : ENOENT;
+        close(fd);
+        errno = errsv;
+        return NULL;
+    }
+    text = g_malloc(st.st_size + 1);
+    while (n < (gsize)st.st_size) {
+        ssize_t got = read(fd, text + n, st.st_size - n);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            errsv = errno;
+            close(fd);
+            g_free(text);
+            errno = errsv;
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        n += got;
+    }
+    close(fd);
+    text[n] = '\0';
+    *len = n;
+    return text;
+}
+
+/* The snapshot folder @id inside @snapshot_dir, opened without following a link; -1 (errno
+ * set, ENOENT for a link or anything not a folder) otherwise. */
+static int
+open_snapshot_folder(const char *snapshot_dir, const char *id)
+{
+    int dfd = open(snapshot_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd, errsv;
+
+    if (dfd < 0)
+        return -1;
+    fd = openat(dfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    errsv = errno;
+    close(dfd);
+    /* ELOOP (a link) and ENOTDIR (a file, or a link on older kernels): not a snapshot. */
+    errno = fd < 0 && (errsv == ELOOP || errsv == ENOTDIR) ? ENOENT : errsv;
+    return fd;
+}
+
+JsonNode *
+vs_catalog_read_metadata(const char *snapshot_dir, const char *id, GError **error)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) local = NULL;
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    int fd, errsv;
+
+    if (!vs_name_is_valid(id)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "'%s' is not a snapshot id", id);
+        return NULL;
+    }
+    fd = open_snapshot_folder(snapshot_dir, id);
+    if (fd >= 0) {
+        text = read_regular_at(fd, VS_METADATA_FILE, &len);
+        errsv = errno;
+        close(fd);
+        /* A metadata.json that is a link is not ours either. */
+        errno = errsv == ELOOP ? ENOENT : errsv;
+    }
+    if (!text && errno == ENOENT) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT, "no snapshot with id '%s'", id);
+        return NULL;
+    }
+    if (!text) {
+        vs_set_errno_error(error, errno, "cannot read the metadata of snapshot %s", id);
+        return NULL;
+    }
+    if (!json_parser_load_from_data(parser, text, len, &local) ||
         !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-        g_warning("%s: %s", path, error ? error->message : "not a JSON object");
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot read the metadata of snapshot %s: %s", id,
+                    local ? local->message : "not a JSON object");
         return NULL;
     }
     return json_node_copy(json_parser_get_root(parser));
+}
+
+/* Reads one finished snapshot's metadata; NULL for entries that are not snapshots. A link
+ * planted in the snapshot directory (the folder or its metadata.json) is skipped, never
+ * followed: we only make real folders and files there. */
+static JsonNode *
+read_metadata(const char *snapshot_dir, const char *id)
+{
+    g_autoptr(GError) error = NULL;
+    JsonNode *node;
+
+    if (!vs_name_is_valid(id))
+        return NULL;
+    node = vs_catalog_read_metadata(snapshot_dir, id, &error);
+    if (!node && !g_error_matches(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT))
+        g_warning("%s/%s: %s", snapshot_dir, id, error->message);
+    return node;
+}
+
+/* A link among the snapshot folders is none of ours: logged, never followed. */
+static gboolean
+is_link(const char *snapshot_dir, const char *name)
+{
+    g_autofree char *path = g_build_filename(snapshot_dir, name, NULL);
+    struct stat st;
+
+    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
+        return FALSE;
+    g_warning("%s: a symbolic link in the snapshot directory, skipped", path);
+    return TRUE;
 }
 
 static gboolean
@@ -146,7 +263,7 @@ load_all(const char *snapshot_dir, const char *domain)
     const char *name;
 
     while (dir && (name = g_dir_read_name(dir))) {
-        JsonNode *node = read_metadata(snapshot_dir, name);
+        JsonNode *node = is_link(snapshot_dir, name) ? NULL : read_metadata(snapshot_dir, name);
 
         if (node && matches_domain(json_node_get_object(node), domain))
             g_ptr_array_add(nodes, node);
@@ -191,18 +308,19 @@ vs_catalog_name_taken(const char *snapshot_dir, const char *uuid, const char *na
 gboolean
 vs_catalog_delete(const char *snapshot_dir, const char *id, GError **error)
 {
+    g_autoptr(JsonNode) meta = NULL;
+    g_autoptr(GError) local = NULL;
     g_autofree char *folder = NULL;
-    g_autofree char *meta = NULL;
 
-    if (!vs_name_is_valid(id)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT, "'%s' is not a snapshot id", id);
+    /* Only a real folder with a real metadata.json is a snapshot: a planted link (or a
+     * folder holding one) is NoSuchSnapshot and nothing it points to is touched. */
+    meta = vs_catalog_read_metadata(snapshot_dir, id, &local);
+    if (!meta && (g_error_matches(local, VS_ERROR, VS_ERROR_INVALID_ARGUMENT) ||
+                  g_error_matches(local, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT))) {
+        g_propagate_error(error, g_steal_pointer(&local));
         return FALSE;
     }
+    /* An unreadable metadata.json in a real folder of ours: still removable. */
     folder = vs_catalog_final_dir(snapshot_dir, id);
-    meta = g_build_filename(folder, VS_METADATA_FILE, NULL);
-    if (!g_file_test(meta, G_FILE_TEST_IS_REGULAR) || g_file_test(folder, G_FILE_TEST_IS_SYMLINK)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT, "no snapshot with id '%s'", id);
-        return FALSE;
-    }
     return vs_remove_flat_dir(folder, error);
 }

@@ -27,6 +27,12 @@ GVariant *vs_catalog_list(const char *snapshot_dir, const char *domain);
 /* Whether a snapshot of domain @uuid is called @name. */
 gboolean vs_catalog_name_taken(const char *snapshot_dir, const char *uuid, const char *name);
 
+/* The metadata.json of finished snapshot @id, read without following links (the folder and
+ * the file must be a real folder and a regular file). NULL with VS_ERROR_INVALID_ARGUMENT
+ * for an id that is not a name, VS_ERROR_NO_SUCH_SNAPSHOT when there is none (or a link),
+ * VS_ERROR_IO when it cannot be read or is not a JSON object. */
+JsonNode *vs_catalog_read_metadata(const char *snapshot_dir, const char *id, GError **error);
+
 /* Removes the snapshot @id (its files and folder). VS_ERROR_NO_SUCH_SNAPSHOT if absent. */
 gboolean vs_catalog_delete(const char *snapshot_dir, const char *id, GError **error);
 

@@ -48,6 +48,20 @@ convert_done(GObject *source, GAsyncResult *result, gpointer data)
     convert_next(job);
 }
 
+/* An encrypted disk: read with its secret, written encrypted with the same one (the plan
+ * refuses raw and compressed output for it). */
+static void
+convert_encrypted(VsJob *job, VsJobDisk *d, const char *path)
+{
+    g_autofree char *spec = vs_secret_image_spec(path, 0);
+    g_autofree char *options = vs_secret_create_options(0);
+    const char *args[] = {"convert", "-p", "-O", "qcow2", "-o", options, spec, d->part, NULL};
+    VsSecret *secrets[] = {d->plan->secret, NULL};
+
+    vs_qemu_img_run_async_full(args, secrets, vs_job_child_note, job, on_convert_progress, job,
+                               job->cancellable, convert_done, g_object_ref(job));
+}
+
 static void
 convert_next(VsJob *job)
 {
@@ -76,6 +90,10 @@ convert_next(VsJob *job)
         convert_next(job);
         return;
     }
+    if (d->plan->secret) {
+        convert_encrypted(job, d, path);
+        return;
+    }
     {
         const char *args[16];
         int n = 0;
@@ -91,8 +109,8 @@ convert_next(VsJob *job)
         args[n++] = path;
         args[n++] = d->part;
         args[n] = NULL;
-        vs_qemu_img_run_async(args, on_convert_progress, job, job->cancellable, convert_done,
-                              g_object_ref(job));
+        vs_qemu_img_run_async_full(args, NULL, vs_job_child_note, job, on_convert_progress, job,
+                                   job->cancellable, convert_done, g_object_ref(job));
     }
 }
 

@@ -46,6 +46,9 @@ disk_free(gpointer data)
     g_free(d->auth_user);
     g_free(d->secret_uuid);
     g_free(d->config_file);
+    g_free(d->encryption_format);
+    g_free(d->encryption_secret);
+    g_free(d->encryption_usage);
     g_free(d);
 }
 
@@ -204,6 +207,13 @@ on_start(GMarkupParseContext *ctx, const char *element, const char **names, cons
         disk->config_file = g_strdup(attr(names, values, "file"));
     } else if (strcmp(element, "encryption") == 0) {
         disk->encrypted = TRUE;
+        g_free(disk->encryption_format);
+        disk->encryption_format = g_strdup(attr(names, values, "format") ?: "");
+    } else if (strcmp(element, "secret") == 0 && parent_is(ctx, "encryption")) {
+        g_free(disk->encryption_secret);
+        disk->encryption_secret = g_strdup(attr(names, values, "uuid"));
+        g_free(disk->encryption_usage);
+        disk->encryption_usage = g_strdup(attr(names, values, "usage"));
     } else if (strcmp(element, "target") == 0 && parent_is(ctx, "disk")) {
         g_free(disk->target);
         disk->target = g_strdup(attr(names, values, "dev"));

@@ -33,6 +33,11 @@ typedef struct {
     char *auth_user;
     char *secret_uuid;
     char *config_file;
+    /* <encryption> of the top image: format (luks, qcow) and its passphrase secret,
+     * named by uuid or by usage */
+    char *encryption_format;
+    char *encryption_secret;
+    char *encryption_usage;
 } VsDisk;
 
 typedef struct {

@@ -350,18 +350,14 @@ static gboolean
 find_disk(Request *r, GError **error)
 {
     g_autofree char *folder = vs_catalog_final_dir(r->snapshot_dir, r->id);
-    g_autofree char *meta = g_build_filename(folder, VS_METADATA_FILE, NULL);
-    g_autoptr(JsonParser) parser = json_parser_new();
+    /* Never through a link: a folder or metadata.json that is one is not ours. */
+    g_autoptr(JsonNode) root = vs_catalog_read_metadata(r->snapshot_dir, r->id, error);
     JsonArray *disks = NULL;
     JsonObject *o;
 
-    if (!g_file_test(meta, G_FILE_TEST_IS_REGULAR) || g_file_test(folder, G_FILE_TEST_IS_SYMLINK) ||
-        !json_parser_load_from_file(parser, meta, NULL) ||
-        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT, "no snapshot with id '%s'", r->id);
+    if (!root)
         return FALSE;
-    }
-    o = json_node_get_object(json_parser_get_root(parser));
+    o = json_node_get_object(root);
     if (json_object_has_member(o, "disks") &&
         JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "disks")))
         disks = json_object_get_array_member(o, "disks");
@@ -379,6 +375,14 @@ find_disk(Request *r, GError **error)
         if (json_object_has_member(d, "rbd") &&
             JSON_NODE_HOLDS_OBJECT(json_object_get_member(d, "rbd")))
             return rbd_source(r, json_object_get_object_member(d, "rbd"), error);
+        if (json_object_has_member(d, "encryption")) {
+            /* qemu-nbd would need the secret, and would serve the disk decrypted */
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "snapshot %s: disk %s is encrypted; exporting encrypted snapshots is "
+                        "not supported",
+                        r->id, target);
+            return FALSE;
+        }
         base = g_path_get_basename(json_object_get_string_member_with_default(d, "image", ""));
         format = json_object_get_string_member_with_default(d, "format", "");
         if (!vs_name_is_valid(base) ||

@@ -150,6 +150,28 @@ vs_job_clear_jobs_thread(VsJob *job, GError **error)
     return TRUE;
 }
 
+/* Why the job's folder cannot be made, in words a caller can act on and without the host's
+ * paths (callers name snapshots, never paths; the log has the path). A snapshot directory
+ * that vanished while the agent runs is not made again: it is most often a file system
+ * that was unmounted, and a new directory would fill the one it was mounted on. The
+ * agent's start makes a missing snapshot directory, as always. */
+static gboolean
+folder_error(VsJob *job, int errsv, GError **error)
+{
+    JOB_LOG(job, G_LOG_LEVEL_WARNING, "cannot create %s: %s", job->folder, g_strerror(errsv));
+    if (errsv == ENOENT || errsv == ENOTDIR)
+        g_set_error(error, VS_ERROR, VS_ERROR_IO,
+                    "the snapshot directory is gone (removed, renamed or unmounted while the "
+                    "agent runs); it is not made again: put it back, or restart the agent");
+    else if (errsv == ENOSPC || errsv == EDQUOT)
+        g_set_error(error, VS_ERROR, VS_ERROR_NO_SPACE, "the snapshot directory is full: %s",
+                    g_strerror(errsv));
+    else
+        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot write in the snapshot directory: %s",
+                    g_strerror(errsv));
+    return FALSE;
+}
+
 gboolean
 vs_job_prepare_folder(VsJob *job, GError **error)
 {
@@ -159,7 +181,7 @@ vs_job_prepare_folder(VsJob *job, GError **error)
     /* 0711: QEMU (a different user on the system instance) must reach the delta by
      * path; nobody but root can list the folder. */
     if (g_mkdir(job->folder, 0711) < 0 || g_chmod(job->folder, 0711) < 0)
-        return vs_set_errno_error(error, errno, "cannot create %s", job->folder);
+        return folder_error(job, errno, error);
     return TRUE;
 }
 

@@ -11,6 +11,9 @@
 #include "vs-util.h"
 #include "vs-virt-util.h"
 
+#include <errno.h>
+#include <sys/statvfs.h>
+
 /* A delta per disk: on the disk's backing file for a shallow copy, a whole image for a
  * direct one. */
 static gboolean
@@ -42,13 +45,35 @@ live_prepare_thread(VsJob *job, GError **error)
             g_ptr_array_add(args, g_strdup("-F"));
             g_ptr_array_add(args, g_strdup(d->plan->backing_format));
         }
+        if (d->plan->secret) { /* the delta is encrypted like the disk */
+            g_ptr_array_add(args, g_strdup("-o"));
+            g_ptr_array_add(args, vs_secret_create_options(0));
+        }
         g_ptr_array_add(args, g_strdup(d->delta));
         g_ptr_array_add(args, g_strdup_printf("%" G_GUINT64_FORMAT, d->plan->capacity));
         g_ptr_array_add(args, NULL);
-        if (!(out = vs_qemu_img_run_sync((const char *const *)args->pdata, error)))
-            return FALSE;
+        {
+            VsSecret *secrets[] = {d->plan->secret, NULL};
+
+            if (!(out = vs_qemu_img_run_sync_full((const char *const *)args->pdata, secrets,
+                                                  vs_job_child_note, job, error)))
+                return FALSE;
+        }
     }
     return TRUE;
+}
+
+/* An encrypted disk's delta: QEMU opens it with the disk's own secret, which libvirt
+ * hands it (the passphrase never passes through us here). */
+static char *
+encrypted_dest_xml(const char *path, const char *format, const char *uuid)
+{
+    g_autofree char *id = g_markup_escape_text(uuid, -1);
+
+    return g_strdup_printf("<disk type='file'><source file='%s'><encryption format='luks'>"
+                           "<secret type='passphrase' uuid='%s'/></encryption></source>"
+                           "<driver type='%s'/></disk>",
+                           path, id, format);
 }
 
 static char *
@@ -58,6 +83,8 @@ copy_dest_xml(VsJob *job, VsJobDisk *d)
     const char *format =
         job->opts.copy == VS_COPY_DIRECT ? vs_format_name(job->opts.format) : "qcow2";
 
+    if (d->plan->secret)
+        return encrypted_dest_xml(path, format, vs_secret_uuid(d->plan->secret));
     return g_strdup_printf("<disk type='file'><source file='%s'/><driver type='%s'/></disk>", path,
                            format);
 }
@@ -131,7 +158,7 @@ copy_thread(VsJob *job, GError **error)
             virErrorPtr err = virGetLastError();
 
             /* Detect, don't assume: a libvirt that refuses the flag gets the seed's way. */
-            if (transient && i == 0 && err &&
+            if (transient && i == 0 && err && !d->plan->secret &&
                 (err->code == VIR_ERR_NO_SUPPORT || err->code == VIR_ERR_ARGUMENT_UNSUPPORTED)) {
                 JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
                         "no transient block copy here (%s); using undefine/rebase", err->message);
@@ -169,6 +196,47 @@ first_failed(VsJob *job)
     return NULL;
 }
 
+/* Free space under which a mirror that failed is taken to have run out of it: QEMU's
+ * mirror writes at most a few MiB at a time (1 MiB requests, 16 MiB in flight), so the
+ * write that failed for want of space leaves less than this behind. */
+#define COPY_NO_SPACE_MARGIN (32 * 1024 * 1024)
+
+/* Why a mirror into the snapshot directory failed, when it is the directory's fault:
+ * NoSpace or IO, else NULL. libvirt 9.0 does not say why a copy ended (the BLOCK_JOB_2
+ * event carries no reason and virDomainGetBlockJobInfo knows the job no more), and QEMU
+ * runs libvirt's mirror with on-target-error=report: a write that fails on the target
+ * (ENOSPC, EIO, EROFS) ends the job, the guest keeps running. So look at the target's
+ * file system: left (nearly) full, read-only, or gone. */
+static GError *
+copy_target_error(VsJob *job, VsJobDisk *d)
+{
+    struct statvfs st;
+    guint64 avail, left = d->total > d->done ? d->total - d->done : 0;
+    g_autofree char *free_text = NULL;
+
+    if (statvfs(job->folder, &st) < 0) {
+        int errsv = errno;
+
+        JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s: %s", job->folder, g_strerror(errsv));
+        return g_error_new(VS_ERROR, VS_ERROR_IO,
+                           "the copy of disk %s failed: its folder in the snapshot directory "
+                           "cannot be reached (%s)",
+                           d->plan->target, g_strerror(errsv));
+    }
+    if (st.f_flag & ST_RDONLY)
+        return g_error_new(VS_ERROR, VS_ERROR_IO,
+                           "the copy of disk %s failed: the snapshot directory is read-only",
+                           d->plan->target);
+    avail = (guint64)st.f_bavail * st.f_frsize;
+    if (avail >= MAX(COPY_NO_SPACE_MARGIN, left))
+        return NULL;
+    free_text = g_format_size_full(avail, G_FORMAT_SIZE_IEC_UNITS);
+    return g_error_new(VS_ERROR, VS_ERROR_NO_SPACE,
+                       "the copy of disk %s ran out of space: the snapshot directory has %s "
+                       "free",
+                       d->plan->target, free_text);
+}
+
 static void
 check_ready(VsJob *job)
 {
@@ -177,10 +245,13 @@ check_ready(VsJob *job)
     if (job->phase != VS_PHASE_WAIT_READY)
         return;
     if ((failed = first_failed(job))) {
-        job->step_done(job, g_error_new(VS_ERROR, VS_ERROR_LIBVIRT,
-                                        "the copy of disk %s ended before it was ready (see "
-                                        "libvirt's log)",
-                                        failed->plan->target));
+        GError *why = copy_target_error(job, failed);
+
+        job->step_done(job, why ? why
+                                : g_error_new(VS_ERROR, VS_ERROR_LIBVIRT,
+                                              "the copy of disk %s ended before it was ready "
+                                              "(see libvirt's log)",
+                                              failed->plan->target));
         return;
     }
     if (all_ready(job)) {
@@ -279,8 +350,15 @@ stop_mirrors(VsJob *job, GError **error)
         VsJobDisk *d = vs_job_disk(job, i);
 
         d->stopped = TRUE; /* the CANCELED event that follows is ours */
-        if (virDomainBlockJobAbort(job->plan->dom, d->plan->target, 0) < 0 && !*error)
-            vs_set_libvirt_error(error, "stopping the copy of disk %s", d->plan->target);
+        if (virDomainBlockJobAbort(job->plan->dom, d->plan->target, 0) < 0 && !*error) {
+            /* A mirror that failed after READY (the guest's writes went on) is gone. */
+            GError *why = copy_target_error(job, d);
+
+            if (why)
+                g_propagate_error(error, why);
+            else
+                vs_set_libvirt_error(error, "stopping the copy of disk %s", d->plan->target);
+        }
     }
     return *error == NULL;
 }

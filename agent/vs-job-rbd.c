@@ -34,6 +34,10 @@ vs_job_rbd_open_images(VsJob *job, GError **error)
 
         if (!cluster || !(d->src = vs_rbd_open(cluster, spec->pool, spec->ns, spec->image, error)))
             return FALSE;
+        g_mutex_lock(&job->lock);
+        g_free(jr->client); /* journaled below: a restarted agent blocklists it */
+        jr->client = vs_rbd_cluster_client_addr(cluster);
+        g_mutex_unlock(&job->lock);
         d->size = vs_rbd_size(d->src);
         if (!job->fsid)
             job->fsid = g_strdup(vs_rbd_cluster_fsid(cluster));
@@ -48,7 +52,7 @@ vs_job_rbd_open_images(VsJob *job, GError **error)
         if (!vs_rbd_pool_check(cluster, jr->clone_pool, spec->ns, error))
             return FALSE;
     }
-    return TRUE;
+    return vs_job_journal_save(job, error);
 }
 
 static gboolean

@@ -30,6 +30,7 @@ revert_disk_free(gpointer p)
     g_free(d->format);
     g_free(d->rbd_parent);
     g_free(d->rbd_snap);
+    g_free(d->secret);
     g_free(d);
 }
 
@@ -78,26 +79,14 @@ vs_revert_options_parse(VsRevertOptions *opts, GVariant *dict, GError **error)
     return vs_options_parse_fields(dict, revert_fields, opts, "RevertSnapshot", error);
 }
 
-/* The snapshot's metadata.json; NULL with NO_SUCH_SNAPSHOT when there is none. */
+/* The snapshot's metadata.json; NULL with NO_SUCH_SNAPSHOT when there is none. Never
+ * through a link: a folder or metadata.json that is one is not ours. */
 static JsonNode *
 read_metadata(const char *dir, const char *id, GError **error)
 {
-    g_autofree char *path = g_build_filename(dir, VS_METADATA_FILE, NULL);
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) local = NULL;
+    g_autofree char *snapshot_dir = g_path_get_dirname(dir);
 
-    /* A folder that is a link is not one we made. */
-    if (g_file_test(dir, G_FILE_TEST_IS_SYMLINK) || !g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
-        g_set_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT, "no snapshot with id '%s'", id);
-        return NULL;
-    }
-    if (!json_parser_load_from_file(parser, path, &local) ||
-        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-        g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot read %s: %s", path,
-                    local ? local->message : "not a JSON object");
-        return NULL;
-    }
-    return json_node_copy(json_parser_get_root(parser));
+    return vs_catalog_read_metadata(snapshot_dir, id, error);
 }
 
 /* An RBD snapshot puts back what the disk's image held at its source snapshot, which the
@@ -158,6 +147,13 @@ read_disks(VsRevert *r, JsonObject *meta, GError **error)
                 return FALSE;
             continue;
         }
+        if (json_object_has_member(o, "encryption") &&
+            JSON_NODE_HOLDS_OBJECT(json_object_get_member(o, "encryption"))) {
+            JsonObject *enc = json_object_get_object_member(o, "encryption");
+
+            d->secret =
+                g_strdup(json_object_get_string_member_with_default(enc, "secret-uuid", ""));
+        }
         if (!vs_name_is_valid(d->target) || !vs_name_is_valid(base) ||
             (strcmp(d->format, "qcow2") != 0 && strcmp(d->format, "raw") != 0) ||
             g_file_test(d->image, G_FILE_TEST_IS_SYMLINK) ||
@@ -188,6 +184,26 @@ vs_revert_find_disk(VsRevert *r, const char *target)
     return NULL;
 }
 
+/* An encrypted disk takes back only an image encrypted with its own secret (one
+ * passphrase opens both), and an encrypted image is never written into a clear disk. */
+static gboolean
+encryption_matches(VsPlanDisk *pd, VsRevertDisk *d, GError **error)
+{
+    const char *disk_secret = pd->secret ? vs_secret_uuid(pd->secret) : NULL;
+
+    if (!disk_secret && !d->secret)
+        return TRUE;
+    if (disk_secret && d->secret && strcmp(disk_secret, d->secret) == 0)
+        return TRUE;
+    g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "disk %s %s; nothing was changed",
+                pd->target,
+                !disk_secret ? "is not encrypted and the snapshot's image is: a revert would "
+                               "write it out in the clear"
+                : !d->secret ? "is encrypted and the snapshot's image is not"
+                             : "is encrypted with another secret than the snapshot's image");
+    return FALSE;
+}
+
 /* A disk the plan does not find is NO_SUCH_DISK from the plan itself. */
 VsPlan *
 vs_revert_plan_disks(VsRevert *r, virConnectPtr conn, const char *domain, const char *snapshot_dir,
@@ -214,6 +230,8 @@ vs_revert_plan_disks(VsRevert *r, virConnectPtr conn, const char *domain, const 
                         pd->target, plan->name, r->rbd ? "RBD" : "a file");
             return NULL;
         }
+        if (!pd->rbd && !encryption_matches(pd, d, error))
+            return NULL;
         if (!pd->rbd && pd->capacity != d->size) {
             g_set_error(
                 error, VS_ERROR, VS_ERROR_UNSUPPORTED,
@@ -406,6 +424,7 @@ prepare_thread(VsJob *job, GError **error)
         jd->target = g_strdup(d->plan->target);
         jd->image = g_strdup(d->plan->source);
         jd->format = g_strdup(d->plan->format);
+        jd->secret = g_strdup(d->plan->secret ? vs_secret_uuid(d->plan->secret) : "");
         jd->safety = r->opts.safety ? g_strdup_printf("%s/%s.qcow2", safety_dir, d->plan->target)
                                     : g_strdup("");
         g_ptr_array_add(job->journal->revert_disks, jd);
@@ -536,6 +555,36 @@ write_done(GObject *source, GAsyncResult *result, gpointer data)
     write_next(job);
 }
 
+/* An encrypted disk: the snapshot's image read and the disk written with the disk's
+ * secret (encryption_matches made sure it is the image's too). */
+static void
+write_encrypted(VsJob *job, VsJobDisk *d, VsRevertDisk *sd)
+{
+    g_autofree char *rate = g_strdup_printf("%" G_GUINT64_FORMAT, job->revert->opts.bandwidth);
+    g_autofree char *from = vs_secret_image_spec(sd->image, 0);
+    g_autofree char *to = vs_secret_image_spec(d->plan->source, 0);
+    VsSecret *secrets[] = {d->plan->secret, NULL};
+    const char *args[12];
+    int n = 0;
+
+    args[n++] = "convert";
+    args[n++] = "-p";
+    args[n++] = "-n";
+    if (job->revert->opts.bandwidth) {
+        args[n++] = "-r";
+        args[n++] = rate;
+    }
+    args[n++] = "-f";
+    args[n++] = "qcow2";
+    args[n++] = "-O";
+    args[n++] = "qcow2";
+    args[n++] = from;
+    args[n++] = to;
+    args[n] = NULL;
+    vs_qemu_img_run_async_secrets(args, secrets, on_write_progress, job, job->cancellable,
+                                  write_done, g_object_ref(job));
+}
+
 static void
 write_next(VsJob *job)
 {
@@ -563,6 +612,10 @@ write_next(VsJob *job)
     if (!(sd = snapshot_disk(job, d))) { /* the plan holds the snapshot's disks only */
         job->step_done(job, g_error_new(VS_ERROR, VS_ERROR_FAILED, "disk %s is not in snapshot %s",
                                         d->plan->target, r->id));
+        return;
+    }
+    if (d->plan->secret) {
+        write_encrypted(job, d, sd);
         return;
     }
     args[n++] = "convert";
@@ -730,17 +783,29 @@ may_write_back(VsJob *job, virDomainPtr dom, VsJournalRevertDisk *jd, GString *w
 /* The qemu-img an agent killed mid write-back had started may still hold the image's
  * write lock a moment (until its next progress line meets the closed pipe): retry. */
 static gboolean
-write_back_safety(VsJournalRevertDisk *jd, GError **error)
+write_back_safety(VsJob *job, VsJournalRevertDisk *jd, GError **error)
 {
+    g_autoptr(VsSecret) secret = NULL;
+    g_autofree char *from = NULL, *to = NULL;
     const char *args[] = {"convert",  "-n",       "-f",      "qcow2", "-O",
                           jd->format, jd->safety, jd->image, NULL};
+    VsSecret *secrets[] = {NULL, NULL};
     g_autoptr(GError) local = NULL;
+
+    /* An encrypted disk's safety image has its secret: both are opened with it. */
+    if (jd->secret && *jd->secret) {
+        if (!(secret = vs_secret_fetch(job->undo_conn, jd->target, jd->secret, error)))
+            return FALSE;
+        secrets[0] = secret;
+        args[6] = from = vs_secret_image_spec(jd->safety, 0);
+        args[7] = to = vs_secret_image_spec(jd->image, 0);
+    }
 
     for (int attempt = 0; attempt < 60; attempt++) {
         g_autofree char *out = NULL;
 
         g_clear_error(&local);
-        if ((out = vs_qemu_img_run_sync(args, &local)))
+        if ((out = vs_qemu_img_run_sync_secrets(args, secrets, &local)))
             return TRUE;
         if (!strstr(local->message, "lock") && !strstr(local->message, "another process"))
             break;
@@ -776,7 +841,7 @@ vs_revert_undo(VsJob *job, virDomainPtr dom, GError **error)
                 continue;
             }
             if (strcmp(jd->format, "rbd") == 0 ? !vs_revert_rbd_undo_disk(job, jd, error)
-                                               : !write_back_safety(jd, error))
+                                               : !write_back_safety(job, jd, error))
                 return FALSE; /* the journal keeps it; the next start tries again */
             g_string_append_printf(job->undo_notes,
                                    "disk %s has its content from before the "

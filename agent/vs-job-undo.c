@@ -3,6 +3,7 @@
  * clones and files. Each part is read from the journal, so the same code repairs the job
  * of an agent that crashed (a recovery job runs every part). */
 #include "vs-job-private.h"
+#include "vs-child.h"
 #include "vs-domain-xml.h"
 #include "vs-error.h"
 #include "vs-revert.h"
@@ -52,14 +53,43 @@ undo_resume(VsJob *job, virDomainPtr dom)
     job->journal->suspended = FALSE;
 }
 
-/* Our managed save is never orphaned: the guest starts again from it. The killed
- * qemu-img may hold its read lock on the disks a moment longer: retry briefly. */
+/* How long undo waits for libvirt to finish a managed save a killed agent began. */
+#define SAVE_WAIT_S 600
+
+/* A managed save of ours may still be in flight: the agent was killed while libvirt wrote
+ * it, and libvirt goes on. Until it ends the domain is active (paused); after it, off with
+ * our image. Deciding before it ends would leave the guest off: wait for libvirt's job on
+ * the domain to end (libvirt 9.0 keeps a dead client's save running). */
+static void
+wait_domain_job(VsJob *job, virDomainPtr dom)
+{
+    for (int i = 0; i < SAVE_WAIT_S * 10; i++) {
+        virDomainJobInfo info = {0};
+
+        if (virDomainGetJobInfo(dom, &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE)
+            return;
+        if (i == 0)
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
+                    "waiting for libvirt's job on %s (a managed save) "
+                    "to end",
+                    job->journal->domain);
+        g_usleep(100 * 1000);
+    }
+}
+
+/* Our managed save is never orphaned: the guest starts again from it. The state is read
+ * again before each try (a save that ended, a start by someone else); a killed qemu-img
+ * was ended before (undo_children), but its lock may outlive it a moment: retry briefly. */
 static gboolean
 undo_restart(VsJob *job, virDomainPtr dom, GError **error)
 {
-    int active = virDomainIsActive(dom);
+    int active = -1;
 
-    for (int attempt = 0; active == 0 && attempt < 10; attempt++) {
+    wait_domain_job(job, dom);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        active = virDomainIsActive(dom);
+        if (active != 0)
+            break;
         if (virDomainCreate(dom) == 0) {
             g_string_append_printf(job->undo_notes, "domain started again from its managed "
                                                     "save; ");
@@ -143,6 +173,65 @@ undo_rbd(VsJob *job, VsJournalRbd *r, GError **error)
     return TRUE;
 }
 
+/* First of all: a child of ours that lived on (e.g. a qemu-img of a killed agent) holds
+ * the disks' locks and writes into the folder that undo removes. */
+static gboolean
+undo_children(VsJob *job, GError **error)
+{
+    VsJournalEntry *j = job->journal;
+
+    for (guint i = 0; i < j->children->len; i++) {
+        const VsJournalChild *c = &g_array_index(j->children, VsJournalChild, i);
+
+        if (!vs_child_end_leftover((GPid)c->pid, c->start, j->folder)) {
+            g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
+                        "cannot end the job's leftover process %" G_GINT64_FORMAT, c->pid);
+            return FALSE; /* the journal keeps it; the next start tries again */
+        }
+    }
+    g_mutex_lock(&job->lock);
+    g_array_set_size(j->children, 0);
+    g_mutex_unlock(&job->lock);
+    return TRUE;
+}
+
+/* A killed agent's Ceph client keeps its watches on the images it had open until the OSDs
+ * time it out (30 s): every snapshot, removal and the next job's cut would wait for it.
+ * Only a recovery job does this: a running agent's own client is alive. */
+static void
+undo_dead_clients(VsJob *job)
+{
+    g_autoptr(GHashTable) done = g_hash_table_new(g_str_hash, g_str_equal);
+
+    for (guint i = 0; i < job->journal->rbd->len; i++) {
+        VsJournalRbd *r = g_ptr_array_index(job->journal->rbd, i);
+        VsRbdSpec spec = {r->pool,
+                          r->ns,
+                          r->image,
+                          r->conf && *r->conf ? r->conf : NULL,
+                          r->hosts && *r->hosts ? r->hosts : NULL,
+                          r->user && *r->user ? r->user : NULL};
+        g_autoptr(VsRbdCluster) cluster = NULL;
+        g_autofree char *ours = NULL;
+        g_autoptr(GError) local = NULL;
+
+        if (!r->client || !*r->client || g_hash_table_contains(done, r->client))
+            continue;
+        g_hash_table_add(done, r->client);
+        if (!(cluster = vs_rbd_connect(&job->config->rbd, &spec, &local)))
+            continue; /* undo_rbd reports the cluster */
+        ours = vs_rbd_cluster_client_addr(cluster);
+        if (g_strcmp0(ours, r->client) == 0)
+            continue;
+        if (vs_rbd_blocklist(cluster, r->client, 600, &local))
+            JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "blocklisted the dead agent's Ceph client %s",
+                    r->client);
+        else
+            JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s (the next snapshot may wait 30 s)",
+                    local->message);
+    }
+}
+
 gboolean
 vs_job_undo_thread(VsJob *job, GError **error)
 {
@@ -152,6 +241,8 @@ vs_job_undo_thread(VsJob *job, GError **error)
     g_autoptr(virDomain) dom = NULL;
     g_autoptr(GError) local = NULL;
 
+    if (!undo_children(job, error))
+        return FALSE;
     dom = vs_lookup_domain(job->undo_conn, j->uuid && *j->uuid ? j->uuid : j->domain, &local);
     if (!dom && local && local->code == VS_ERROR_NOT_CONNECTED) {
         g_propagate_error(error, g_steal_pointer(&local));
@@ -175,6 +266,8 @@ vs_job_undo_thread(VsJob *job, GError **error)
     /* Before the rbd part: an RBD revert's safety copy is a snapshot that part removes. */
     if ((parts & VS_UNDO_REVERT) && j->revert_of && !vs_revert_undo(job, dom, error))
         return FALSE; /* the journal keeps it; the next start tries again */
+    if (job->recovery)
+        undo_dead_clients(job);
     for (guint i = j->rbd->len; (parts & VS_UNDO_RBD) && i > 0; i--) {
         VsJournalRbd *r = g_ptr_array_index(j->rbd, i - 1);
 

@@ -9,8 +9,10 @@
 #include "vs-error.h"
 #include "vs-holds.h"
 #include "vs-job-private.h"
+#include "vs-child.h"
 #include "vs-names.h"
 #include "vs-rbd.h"
+#include "vs-secret.h"
 #include "vs-util.h"
 
 #include <errno.h>
@@ -29,6 +31,7 @@ typedef struct {
     guint64 size;  /* virtual size, as recorded */
     GVariant *rbd; /* an RBD disk's "rbd" object */
     gboolean bad;  /* CHECK found a problem: DEEP leaves it alone */
+    char *secret;  /* a LUKS-encrypted image's libvirt secret (UUID), or NULL */
 } VerifyDisk;
 
 struct _VsVerify {
@@ -41,6 +44,7 @@ struct _VsVerify {
     GPtrArray *notes;        /* char*: worth saying, no failure */
     GPtrArray *file_systems; /* char*: "vda: ext4 clean" */
     guint64 units_done, units_total;
+    virConnectPtr conn; /* for the secrets of encrypted images, or NULL */
 };
 
 static void
@@ -52,6 +56,7 @@ verify_disk_free(gpointer p)
     g_free(d->image);
     g_free(d->format);
     g_clear_pointer(&d->rbd, g_variant_unref);
+    g_free(d->secret);
     g_free(d);
 }
 
@@ -70,6 +75,8 @@ vs_verify_free(VsVerify *v)
     g_ptr_array_unref(v->problems);
     g_ptr_array_unref(v->notes);
     g_ptr_array_unref(v->file_systems);
+    if (v->conn)
+        virConnectClose(v->conn);
     g_free(v);
 }
 
@@ -156,9 +163,19 @@ load_disk(VsVerify *v, JsonNode *node)
     } else if (!vs_name_is_valid(base)) {
         problem(v, d, "the metadata names no image");
     } else {
+        JsonNode *enc = json_object_get_member(o, "encryption");
+
         /* Only the file's name counts: it is read in this snapshot's own folder, wherever
          * the metadata says the folder was. */
         d->image = g_build_filename(v->folder, base, NULL);
+        if (enc && JSON_NODE_HOLDS_OBJECT(enc)) {
+            const char *uuid = member_string(json_node_get_object(enc), "secret-uuid");
+
+            if (uuid && g_uuid_string_is_valid(uuid))
+                d->secret = g_strdup(uuid);
+            else
+                problem(v, d, "the metadata names no valid secret of the encrypted image");
+        }
     }
 }
 
@@ -223,11 +240,23 @@ find_tool(const char *name)
 
 /* Runs @argv (argv[0] a program name) to its end: its exit status, stdout in @out and
  * stderr in @err. The job's cancel kills it (VS_ERROR_CANCELLED). */
+static gboolean run_tool_secret(VsJob *job, const char *const *argv, VsSecret *secret, int *status,
+                                char **out, char **err, GError **error);
+
 static gboolean
 run_tool(VsJob *job, const char *const *argv, int *status, char **out, char **err, GError **error)
 {
+    return run_tool_secret(job, argv, NULL, status, out, err, error);
+}
+
+/* The same; qemu-img gets @secret (if any) as object vs_secret_id(0), through a pipe. */
+static gboolean
+run_tool_secret(VsJob *job, const char *const *argv, VsSecret *secret, int *status, char **out,
+                char **err, GError **error)
+{
     g_autofree char *program = find_tool(argv[0]);
-    g_autoptr(GPtrArray) args = g_ptr_array_new();
+    g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func(g_free);
+    VsSecret *secrets[] = {secret, NULL};
     g_autoptr(GSubprocessLauncher) launcher = NULL;
     g_autoptr(GSubprocess) proc = NULL;
     g_autoptr(GError) local = NULL;
@@ -238,12 +267,17 @@ run_tool(VsJob *job, const char *const *argv, int *status, char **out, char **er
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s is not installed", argv[0]);
         return FALSE;
     }
-    g_ptr_array_add(args, program);
-    for (guint i = 1; argv[i]; i++)
-        g_ptr_array_add(args, (gpointer)argv[i]);
-    g_ptr_array_add(args, NULL);
+    /* This worker thread waits for the tool: it outlives it, as PDEATHSIG needs. */
     launcher =
-        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_ptr_array_add(args, g_strdup(program));
+    for (guint i = 1; argv[i]; i++) {
+        g_ptr_array_add(args, g_strdup(argv[i]));
+        /* after qemu-img's subcommand */
+        if (i == 1 && secret && !vs_secret_pass(secrets, args, launcher, error))
+            return FALSE;
+    }
+    g_ptr_array_add(args, NULL);
     /* The host's e2fsck.conf has no say in a check of a guest's file system. */
     g_subprocess_launcher_setenv(launcher, "E2FSCK_CONFIG", "/dev/null", TRUE);
     g_subprocess_launcher_setenv(launcher, "LC_ALL", "C", TRUE);
@@ -424,6 +458,46 @@ sniff_format(const char *path)
     return n == 4 && memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
 }
 
+/* An encrypted image opened with secret vs_secret_id(0); never its backing file. */
+static char *
+encrypted_spec(const char *path)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
+    g_autofree char *text = NULL;
+
+    json_builder_begin_object(b);
+    vs_json_add_string(b, "driver", "qcow2");
+    vs_json_add_string(b, "encrypt.key-secret", vs_secret_id(0));
+    json_builder_set_member_name(b, "backing");
+    json_builder_add_null_value(b);
+    json_builder_set_member_name(b, "file");
+    json_builder_begin_object(b);
+    vs_json_add_string(b, "driver", "file");
+    vs_json_add_string(b, "filename", path);
+    json_builder_end_object(b);
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    text = json_generator_to_data(gen, NULL);
+    return g_strconcat("json:", text, NULL);
+}
+
+/* The passphrase of encrypted disk @d, from libvirt: a secret that is gone or unreadable
+ * is the job's error (not a problem of the image). */
+static VsSecret *
+disk_secret(VsJob *job, VerifyDisk *d, GError **error)
+{
+    if (!job->verify->conn) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_CONNECTED,
+                    "disk %s is encrypted: its secret needs libvirt, which is not connected",
+                    d->target);
+        return NULL;
+    }
+    return vs_secret_fetch(job->verify->conn, d->target, d->secret, error);
+}
+
 static gboolean
 check_file(VsJob *job, VerifyDisk *d, GError **error)
 {
@@ -432,6 +506,7 @@ check_file(VsJob *job, VerifyDisk *d, GError **error)
     g_autofree char *out = NULL;
     g_autofree char *err = NULL;
     g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(VsSecret) secret = NULL;
     const char *found;
     JsonObject *info;
     GStatBuf st;
@@ -451,11 +526,13 @@ check_file(VsJob *job, VerifyDisk *d, GError **error)
         problem(v, d, "the recorded format is %s, the image is %s", d->format, found);
         return TRUE;
     }
-    spec = file_spec(d->format, d->image, 0, 0);
+    if (d->secret && !(secret = disk_secret(job, d, error)))
+        return FALSE;
+    spec = secret ? encrypted_spec(d->image) : file_spec(d->format, d->image, 0, 0);
     {
         const char *argv[] = {"qemu-img", "info", "-U", "--output=json", spec, NULL};
 
-        if (!run_tool(job, argv, &status, &out, &err, error))
+        if (!run_tool_secret(job, argv, secret, &status, &out, &err, error))
             return FALSE;
     }
     if (status != 0 || !json_parser_load_from_data(parser, out, -1, NULL) ||
@@ -480,7 +557,7 @@ check_file(VsJob *job, VerifyDisk *d, GError **error)
     {
         const char *argv[] = {"qemu-img", "check", "-U", "--output=json", spec, NULL};
 
-        if (!run_tool(job, argv, &status, &out, &err, error))
+        if (!run_tool_secret(job, argv, secret, &status, &out, &err, error))
             return FALSE;
     }
     if (status == 0 || status == 63) /* 63: raw has nothing to check */
@@ -975,6 +1052,23 @@ const VsJobMethod vs_job_method_verify = {
     .result_fields = verify_result,
 };
 
+gboolean
+vs_verify_deep_allowed(VsVerify *verify, GError **error)
+{
+    for (guint i = 0; i < verify->disks->len; i++) {
+        VerifyDisk *d = g_ptr_array_index(verify->disks, i);
+
+        if (d->secret) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "disk %s of snapshot %s is encrypted: a deep check would write it out "
+                        "in the clear; verify it without deep",
+                        d->target, verify->id);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 VsJob *
 vs_job_new_verify(guint id, const VsConfig *config, VsLibvirt *libvirt, VsVerify *verify,
                   gboolean deep)
@@ -987,6 +1081,11 @@ vs_job_new_verify(guint id, const VsConfig *config, VsLibvirt *libvirt, VsVerify
     self->verify = verify;
     self->domain_untouched = TRUE;
     verify->deep = deep;
+    for (guint i = 0; i < verify->disks->len && !verify->conn; i++) {
+        /* the secrets are read in the job's thread, over this connection */
+        if (((VerifyDisk *)g_ptr_array_index(verify->disks, i))->secret)
+            verify->conn = vs_libvirt_get_connection(libvirt, NULL);
+    }
     verify->scratch = g_build_filename(config->snapshot_dir, base, NULL);
     for (guint i = 0; i < verify->disks->len; i++)
         verify->units_total += MAX(((VerifyDisk *)g_ptr_array_index(verify->disks, i))->size, 1);

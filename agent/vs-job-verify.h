@@ -24,6 +24,10 @@ VsVerify *vs_verify_load(const char *snapshot_dir, const char *id, GError **erro
 void vs_verify_free(VsVerify *verify);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VsVerify, vs_verify_free)
 
+/* A deep check copies every disk to a raw file: refused (VS_ERROR_UNSUPPORTED) for a
+ * snapshot with an encrypted disk, which it would write out in the clear. */
+gboolean vs_verify_deep_allowed(VsVerify *verify, GError **error);
+
 /* A queued verify job for @verify (taken). It changes no domain: it is not a job "on" the
  * snapshot's domain (snapshots of it and its hooks go on). */
 VsJob *vs_job_new_verify(guint id, const VsConfig *config, VsLibvirt *libvirt, VsVerify *verify,

@@ -7,7 +7,9 @@
 #include "vs-job-verify.h"
 #include "vs-catalog.h"
 #include "vs-clone.h"
+#include "vs-build-config.h"
 #include "vs-error.h"
+#include "vs-fault.h"
 #include "vs-names.h"
 #include "vs-result.h"
 #include "vs-revert.h"
@@ -50,6 +52,10 @@ step_complete(VsJob *job, GError *error)
         g_clear_error(&error); /* undo has its own completion */
         return;
     }
+#ifdef VS_FAULT_INJECTION
+    if (!error)
+        error = vs_fault_step_succeeded(vs_dbus_job1_get_method(job->iface), job->phase);
+#endif
     if (error) {
         fail(job, error);
         return;
@@ -242,6 +248,16 @@ enter_phase(VsJob *job, VsPhase phase)
     step = current_step(job);
     g_return_if_fail(step != NULL);
     job->undo_parts |= step->undo;
+#ifdef VS_FAULT_INJECTION
+    {
+        GError *fault = vs_fault_step_entered(vs_dbus_job1_get_method(job->iface), phase);
+
+        if (fault) { /* fails before its work, with the step's undo parts */
+            fail(job, fault);
+            return;
+        }
+    }
+#endif
     if (step->enter)
         step->enter(job);
     if (step->thread)

@@ -24,6 +24,7 @@ rbd_item_free(gpointer p)
     g_free(r->snap);
     g_free(r->clone_pool);
     g_free(r->clone);
+    g_free(r->client);
     g_free(r);
 }
 
@@ -36,6 +37,7 @@ revert_disk_free(gpointer p)
     g_free(r->image);
     g_free(r->format);
     g_free(r->safety);
+    g_free(r->secret);
     g_free(r);
 }
 
@@ -47,6 +49,7 @@ vs_journal_entry_new(void)
     entry->copies = g_ptr_array_new_with_free_func(g_free);
     entry->rbd = g_ptr_array_new_with_free_func(rbd_item_free);
     entry->revert_disks = g_ptr_array_new_with_free_func(revert_disk_free);
+    entry->children = g_array_new(FALSE, FALSE, sizeof(VsJournalChild));
     return entry;
 }
 
@@ -67,6 +70,7 @@ vs_journal_entry_free(VsJournalEntry *entry)
     g_free(entry->clone_uuid);
     g_free(entry->revert_of);
     g_ptr_array_unref(entry->revert_disks);
+    g_array_unref(entry->children);
     g_free(entry);
 }
 
@@ -107,6 +111,7 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
             vs_json_add_string(b, fields[f][0], fields[f][1]);
         vs_json_add_bool(b, "snap-made", r->snap_made);
         vs_json_add_bool(b, "clone-made", r->clone_made);
+        vs_json_add_string(b, "client", r->client ? r->client : "");
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -130,6 +135,19 @@ vs_journal_entry_to_json(const VsJournalEntry *entry)
         vs_json_add_string(b, "image", r->image);
         vs_json_add_string(b, "format", r->format);
         vs_json_add_string(b, "safety", r->safety ? r->safety : "");
+        vs_json_add_string(b, "secret", r->secret ? r->secret : "");
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    /* children */
+    json_builder_set_member_name(b, "children");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < entry->children->len; i++) {
+        const VsJournalChild *c = &g_array_index(entry->children, VsJournalChild, i);
+
+        json_builder_begin_object(b);
+        vs_json_add_int(b, "pid", c->pid);
+        vs_json_add_int(b, "start", (gint64)c->start);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -190,6 +208,7 @@ vs_journal_entry_from_json(const char *json, GError **error)
             r->snap = STR("snap");
             r->clone_pool = STR("clone-pool");
             r->clone = STR("clone");
+            r->client = STR("client");
 #undef STR
             r->snap_made = json_object_get_boolean_member_with_default(ro, "snap-made", FALSE);
             r->clone_made = json_object_get_boolean_member_with_default(ro, "clone-made", FALSE);
@@ -231,7 +250,25 @@ vs_journal_entry_from_json(const char *json, GError **error)
             r->image = g_strdup(json_object_get_string_member_with_default(ro, "image", ""));
             r->format = g_strdup(json_object_get_string_member_with_default(ro, "format", ""));
             r->safety = g_strdup(json_object_get_string_member_with_default(ro, "safety", ""));
+            r->secret = g_strdup(json_object_get_string_member_with_default(ro, "secret", ""));
             g_ptr_array_add(entry->revert_disks, r);
+        }
+    }
+    /* children */
+    if (json_object_has_member(o, "children") &&
+        JSON_NODE_HOLDS_ARRAY(json_object_get_member(o, "children"))) {
+        JsonArray *items = json_object_get_array_member(o, "children");
+
+        for (guint i = 0; i < json_array_get_length(items); i++) {
+            JsonObject *co = json_array_get_object_element(items, i);
+            VsJournalChild c = {0};
+
+            if (!co)
+                continue;
+            c.pid = json_object_get_int_member_with_default(co, "pid", 0);
+            c.start = (guint64)json_object_get_int_member_with_default(co, "start", 0);
+            if (c.pid > 1 && c.start > 0) /* never anything but a child's own pid */
+                g_array_append_val(entry->children, c);
         }
     }
     copies = json_object_has_member(o, "copies") ? json_object_get_array_member(o, "copies") : NULL;

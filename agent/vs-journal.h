@@ -15,6 +15,8 @@ typedef struct {
     char *clone_pool, *clone;  /* the clone made from it */
     gboolean snap_made;
     gboolean clone_made;
+    char *client; /* our Ceph client's address: a restarted agent blocklists it (its
+                   * watches on the images would hold every snapshot call for 30 s) */
 } VsJournalRbd;
 
 /* revert: one disk being written back, and where its safety copy is. */
@@ -23,7 +25,16 @@ typedef struct {
     char *image;  /* the disk's top image, written in place */
     char *format; /* its format */
     char *safety; /* the safety snapshot's image of it ("" without one) */
+    /* luks: the UUID of the libvirt secret both are encrypted with ("" when not
+     * encrypted): undo needs it to write the safety image back */
+    char *secret;
 } VsJournalRevertDisk;
+
+/* A child process of ours (qemu-img) that runs for the job. */
+typedef struct {
+    gint64 pid;
+    guint64 start; /* its start time, /proc/PID/stat field 22: a reused pid is not it */
+} VsJournalChild;
 
 typedef struct {
     char *snapshot_id;
@@ -50,6 +61,9 @@ typedef struct {
     gboolean revert_writing;   /* the disks below may be partly written */
     gboolean revert_published; /* the safety snapshot is in the catalog */
     GPtrArray *revert_disks;   /* VsJournalRevertDisk* */
+    /* children (vs-child.c): the processes that run for the job; a restarted agent ends a
+     * leftover one before it repairs (it would hold the disks' locks) */
+    GArray *children; /* VsJournalChild */
 } VsJournalEntry;
 
 VsJournalEntry *vs_journal_entry_new(void);

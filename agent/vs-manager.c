@@ -36,6 +36,7 @@ struct _VsManager {
     GDBusObjectManagerServer *object_manager;
     VsQueue *queue;
     GHashTable *hook_counts; /* operation -> count */
+    guint hook_refused_job;  /* the job of the last refusal logged */
     VsScheduler *scheduler;
     VsBouncer *bouncer; /* every method call passes it first */
     VsExports *exports; /* browse: snapshot disks served over NBD */
@@ -183,8 +184,16 @@ plan_done(GObject *source, GAsyncResult *result, gpointer user_data)
     ConnWork *w = g_task_get_task_data(G_TASK(result));
     CreateData *c = w->data;
     g_autoptr(VsPlan) plan = value ? (VsPlan *)(guintptr)g_variant_get_uint64(value) : NULL;
+    g_autoptr(GError) ours = NULL;
     VsJob *job;
 
+    /* Calls at once: the block job this plan saw may be the copy of a job of ours that
+     * started while it was made. Name that job, not a "foreign" one to force away. */
+    if (!plan && g_error_matches(error, VS_ERROR, VS_ERROR_BUSY) &&
+        !vs_queue_check_free(self->queue, c->domain, c->domain, &ours)) {
+        g_clear_error(&error);
+        error = g_steal_pointer(&ours);
+    }
     if (!plan || !vs_queue_check_free(self->queue, plan->uuid, plan->name, &error)) {
         reply_error(invocation, error);
         return;
@@ -415,19 +424,10 @@ delete_rbd_objects(VsManager *self, const char *id, GError **error)
 
     for (gsize i = 0; i < g_variant_n_children(list); i++) {
         g_autoptr(GVariant) snap = g_variant_get_child_value(list, i);
-        g_autoptr(GVariant) disks = NULL;
         const char *sid = NULL;
 
-        if (!g_variant_lookup(snap, "id", "&s", &sid) || g_strcmp0(sid, id) != 0)
-            continue;
-        disks = g_variant_lookup_value(snap, "disks", G_VARIANT_TYPE("aa{sv}"));
-        for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
-            g_autoptr(GVariant) disk = g_variant_get_child_value(disks, k);
-            g_autoptr(GVariant) rbd = g_variant_lookup_value(disk, "rbd", G_VARIANT_TYPE_VARDICT);
-
-            if (rbd && !vs_rbd_delete_snapshot_disk(&self->config->rbd, rbd, error))
-                return FALSE;
-        }
+        if (g_variant_lookup(snap, "id", "&s", &sid) && g_strcmp0(sid, id) == 0)
+            return vs_rbd_delete_snapshot_objects(&self->config->rbd, snap, error);
     }
     return TRUE;
 }
@@ -441,12 +441,14 @@ delete_snapshot(VsManager *self, CatalogCall *cc, GError **error)
     g_autoptr(GPtrArray) holders = NULL;
     g_autoptr(GPtrArray) held = g_ptr_array_new();
     g_autoptr(GPtrArray) gone = g_ptr_array_new();
-    g_autofree char *meta = NULL;
+    g_autoptr(JsonNode) meta = NULL;
+    g_autoptr(GError) unread = NULL;
 
     if (!vs_name_is_valid(cc->arg))
         return vs_catalog_delete(snapshot_dir, cc->arg, error); /* its own error */
-    meta = g_build_filename(snapshot_dir, cc->arg, VS_METADATA_FILE, NULL);
-    if (g_file_test(meta, G_FILE_TEST_IS_REGULAR)) {
+    /* Never through a link (vs_catalog_delete refuses those too). */
+    meta = vs_catalog_read_metadata(snapshot_dir, cc->arg, &unread);
+    if (meta || !g_error_matches(unread, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT)) {
         holders = vs_holds_scan(snapshot_dir, self->config->state_dir);
         vs_holds_of(holders, cc->arg, cc->conn, held, gone);
         if (!vs_holds_check(cc->arg, held, error))
@@ -568,6 +570,11 @@ verify_load_done(GObject *source, GAsyncResult *result, gpointer user_data)
         g_dbus_method_invocation_return_gerror(invocation, error);
         return;
     }
+    if (vc->deep && !vs_verify_deep_allowed(v, &error)) {
+        vs_verify_free(v);
+        g_dbus_method_invocation_return_gerror(invocation, error);
+        return;
+    }
     job = vs_queue_add(self->queue, vs_job_new_verify(vs_queue_take_id(self->queue), self->config,
                                                       self->libvirt, v, vc->deep));
     vs_dbus_agent1_complete_verify_snapshot(self->skeleton, invocation, vs_job_get_path(job));
@@ -676,9 +683,12 @@ handle_hook_event(VsDbusAgent1 *skeleton, GDBusMethodInvocation *invocation, con
     vs_dbus_agent1_set_hook_counts(self->skeleton, vs_hook_count(self->hook_counts, operation));
     allow = vs_hook_allows(operation, job ? vs_job_get_id(job) : 0,
                            job && vs_job_holds_disks_offline(job), &message);
-    if (!allow)
+    /* A refused start is asked again every 250 ms while the hook waits: one line per job. */
+    if (!allow && vs_job_get_id(job) != self->hook_refused_job)
         vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, domain, "hook: refused %s of %s: %s", operation,
                    domain, message);
+    if (!allow)
+        self->hook_refused_job = vs_job_get_id(job);
     vs_dbus_agent1_complete_hook_event(skeleton, invocation, allow, message);
     return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -718,9 +728,12 @@ static void
 on_job_finished(VsQueue *queue, VsJob *job, VsManager *self)
 {
     /* Only a new snapshot changes what a policy's keep counts. */
-    if (vs_job_made_snapshot(job))
+    if (vs_job_made_snapshot(job)) {
         vs_queue_prune(self->queue, vs_job_get_uuid(job),
                        vs_scheduler_get_keep(self->scheduler, vs_job_get_uuid(job)));
+        /* `every` counts from this success. */
+        vs_scheduler_snapshot_made(self->scheduler, vs_job_get_uuid(job));
+    }
 }
 
 static void

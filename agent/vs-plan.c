@@ -26,6 +26,7 @@ plan_disk_free(gpointer p)
     g_free(d->backing);
     g_free(d->backing_format);
     vs_rbd_spec_clear(&d->rbd_spec);
+    vs_secret_unref(d->secret);
     g_free(d);
 }
 
@@ -89,6 +90,45 @@ is_skippable(const VsDisk *disk)
     return strcmp(disk->device, "disk") != 0 || disk->readonly || disk->shareable;
 }
 
+/* Why an encrypted disk cannot be snapshotted, or NULL. What works: a qcow2 with LUKS
+ * encryption, its passphrase in a libvirt secret named by UUID, no backing file (a chain
+ * would need every layer's secret, which libvirt's XML does not always show). */
+static char *
+encryption_obstacle(const VsDisk *disk)
+{
+    if (g_strcmp0(disk->encryption_format, "luks") != 0 || strcmp(disk->format, "qcow2") != 0)
+        return g_strdup_printf("disk %s is encrypted as %s '%s'; virtsnap snapshots qcow2 images "
+                               "with LUKS encryption only",
+                               disk->target, disk->format,
+                               disk->encryption_format ? disk->encryption_format : "");
+    if (!disk->encryption_secret || !*disk->encryption_secret)
+        return g_strdup_printf("disk %s: its encryption names no secret by UUID (a secret "
+                               "named by usage is not supported)",
+                               disk->target);
+    if (disk->backing->len > 0)
+        return g_strdup_printf("disk %s is encrypted and has a backing file; virtsnap snapshots "
+                               "encrypted disks without backing files only",
+                               disk->target);
+    return NULL;
+}
+
+/* Why the options would write encrypted disk @disk out in the clear (or not at all). */
+static char *
+encryption_option_obstacle(const VsDisk *disk, const VsSnapshotOptions *opts)
+{
+    if (!disk->encrypted)
+        return NULL;
+    if (opts->format == VS_FORMAT_RAW)
+        return g_strdup_printf("disk %s is encrypted: format=raw would write it out in the "
+                               "clear; use qcow2 (the snapshot stays encrypted)",
+                               disk->target);
+    if (opts->compress)
+        return g_strdup_printf("disk %s is encrypted: qcow2 cannot be compressed and encrypted "
+                               "at once; leave out compress",
+                               disk->target);
+    return NULL;
+}
+
 /* Why a disk cannot be snapshotted by any method here, or NULL. */
 static char *
 any_obstacle(const VsDisk *disk)
@@ -113,9 +153,7 @@ any_obstacle(const VsDisk *disk)
     if (!disk->source)
         return g_strdup_printf("disk %s has no source (empty drive)", disk->target);
     if (disk->encrypted)
-        return g_strdup_printf("disk %s is encrypted; virtsnap does not snapshot encrypted disks "
-                               "(it would write them out in the clear)",
-                               disk->target);
+        return encryption_obstacle(disk);
     if (strcmp(disk->format, "qcow2") != 0 && strcmp(disk->format, "raw") != 0)
         return g_strdup_printf("disk %s has format '%s'; virtsnap handles qcow2 and raw",
                                disk->target, disk->format);
@@ -173,6 +211,9 @@ fill_disk(VsPlan *plan, const VsDisk *disk, GError **error)
         pd->backing = g_strdup(b->path);
         pd->backing_format = g_strdup(b->format);
     }
+    if (disk->encrypted &&
+        !(pd->secret = vs_secret_fetch(plan->conn, disk->target, disk->encryption_secret, error)))
+        return FALSE;
     if (strcmp(pd->format, "qcow2") == 0 && strcmp(disk->type, "file") == 0) {
         if (!(o = image_info(pd->source, parser, error)))
             return FALSE;
@@ -253,7 +294,8 @@ choose_disks(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, GPtrA
         }
         /* A writable disk that cannot be snapshotted is refused, never silently left
          * out: that would be a partial snapshot. */
-        if ((obstacle = any_obstacle(disk))) {
+        if ((obstacle = any_obstacle(disk)) ||
+            (obstacle = encryption_option_obstacle(disk, opts))) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED, "%s", obstacle);
             return FALSE;
         }
@@ -441,6 +483,27 @@ vs_plan_choose(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, VsB
                          probe, probe_data, error);
 }
 
+/* The legacy copy (virDomainBlockRebase) has no destination XML to carry the delta's
+ * <encryption>: QEMU could not open an encrypted delta. */
+static gboolean
+plan_check_encrypted_copy(VsPlan *plan, GError **error)
+{
+    if (plan->method != VS_METHOD_LIVE || plan->transient_copy)
+        return TRUE;
+    for (guint i = 0; i < plan->disks->len; i++) {
+        VsPlanDisk *pd = g_ptr_array_index(plan->disks, i);
+
+        if (pd->secret) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "disk %s is encrypted: the legacy undefine/rebase copy cannot give its "
+                        "copy the encryption (method=cold would work)",
+                        pd->target);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 VsPlan *
 vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *opts,
              const char *snapshot_dir, GError **error)
@@ -520,5 +583,7 @@ vs_plan_make(virConnectPtr conn, const char *domain, const VsSnapshotOptions *op
     if (virConnectGetLibVersion(conn, &lib_version) < 0)
         return vs_set_libvirt_error(error, "reading libvirt version"), NULL;
     plan->transient_copy = lib_version >= TRANSIENT_JOB_MIN_VERSION && !opts->legacy_undefine;
+    if (!plan_check_encrypted_copy(plan, error))
+        return NULL;
     return g_steal_pointer(&plan);
 }

@@ -10,6 +10,7 @@
 #include "vs-domain-xml.h"
 #include "vs-options.h"
 #include "vs-rbd.h"
+#include "vs-secret.h"
 
 G_BEGIN_DECLS
 
@@ -23,6 +24,9 @@ typedef struct {
     guint cluster_size; /* of a qcow2 source; 0: qemu-img's default */
     gboolean rbd;       /* lives in Ceph RBD: see rbd_spec */
     VsRbdSpec rbd_spec;
+    /* a LUKS-encrypted qcow2: its passphrase, which every image written of it is
+     * encrypted with too; NULL: not encrypted */
+    VsSecret *secret;
 } VsPlanDisk;
 
 typedef struct {

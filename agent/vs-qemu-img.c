@@ -4,6 +4,7 @@
 #include "vs-qemu-img.h"
 #include "vs-error.h"
 #include "vs-build-config.h"
+#include "vs-secret.h"
 
 #include <string.h>
 
@@ -19,6 +20,9 @@ typedef struct {
     gboolean wait_done;
     GError *wait_error;
     char *command;
+    VsChildFunc child;
+    gpointer child_data;
+    GPid pid;
 } Run;
 
 static void
@@ -55,6 +59,30 @@ vs_qemu_img_parse_progress(const char *text, gsize len)
     return best;
 }
 
+char *
+vs_qemu_img_without_paths(const char *line)
+{
+    GString *s = g_string_new(NULL);
+
+    for (const char *p = line; *p;) {
+        const char *end, *base;
+
+        if (*p != '/' || (p > line && !strchr(" '\"(", p[-1]))) {
+            g_string_append_c(s, *p++);
+            continue;
+        }
+        end = p + strcspn(p, " :'\")");
+        base = p;
+        for (const char *q = p; q < end; q++) {
+            if (*q == '/' && q + 1 < end)
+                base = q + 1;
+        }
+        g_string_append_len(s, base, end - base);
+        p = end;
+    }
+    return g_string_free(s, FALSE);
+}
+
 /* The last meaningful line of qemu-img's output: its error message. */
 static char *
 last_message(const char *out)
@@ -67,7 +95,17 @@ last_message(const char *out)
         if (*lines[i] && vs_qemu_img_parse_progress(lines[i], strlen(lines[i])) < 0)
             last = lines[i];
     }
-    return g_strdup(last ? last : "no message");
+    return last ? vs_qemu_img_without_paths(last) : g_strdup("no message");
+}
+
+/* What a failed qemu-img says, as our code: a full (or over-quota) target is NoSpace, the
+ * same for the async and the sync run; anything else is IO. */
+static VsError
+failure_code(const char *out)
+{
+    return out && (strstr(out, "No space left on device") || strstr(out, "Disk quota exceeded"))
+               ? VS_ERROR_NO_SPACE
+               : VS_ERROR_IO;
 }
 
 static void
@@ -85,12 +123,8 @@ maybe_complete(GTask *task)
                                 run->wait_error->message);
     } else if (!g_subprocess_get_successful(run->proc)) {
         msg = last_message(run->out->str);
-        g_task_return_new_error(task, VS_ERROR,
-                                strstr(run->out->str, "No space left on device") ||
-                                        strstr(run->out->str, "Disk quota exceeded")
-                                    ? VS_ERROR_NO_SPACE
-                                    : VS_ERROR_IO,
-                                "%s failed: %s", run->command, msg);
+        g_task_return_new_error(task, VS_ERROR, failure_code(run->out->str), "%s failed: %s",
+                                run->command, msg);
     } else {
         g_task_return_pointer(task, g_strdup(run->out->str), g_free);
     }
@@ -127,6 +161,8 @@ on_wait(GObject *source, GAsyncResult *result, gpointer data)
     Run *run = g_task_get_task_data(task);
 
     g_subprocess_wait_finish(G_SUBPROCESS(source), result, &run->wait_error);
+    if (run->child && run->pid)
+        run->child(run->pid, FALSE, run->child_data);
     run->wait_done = TRUE;
     maybe_complete(task);
 }
@@ -139,25 +175,53 @@ on_cancelled(GCancellable *cancellable, gpointer data)
     g_subprocess_force_exit(proc);
 }
 
+/* qemu-img, its subcommand, the secrets' --object options (their pipes go to @launcher),
+ * the rest of @args. */
 static GStrv
-full_argv(const char *const *args)
+secret_argv(const char *const *args, VsSecret *const *secrets, GSubprocessLauncher *launcher,
+            GError **error)
 {
-    GStrvBuilder *b = g_strv_builder_new();
-    GStrv argv;
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
 
-    g_strv_builder_add(b, VS_QEMU_IMG);
-    g_strv_builder_addv(b, (const char **)args);
-    argv = g_strv_builder_end(b);
-    g_strv_builder_unref(b);
-    return argv;
+    g_ptr_array_add(argv, g_strdup(VS_QEMU_IMG));
+    g_ptr_array_add(argv, g_strdup(args[0]));
+    if (!vs_secret_pass(secrets, argv, launcher, error))
+        return NULL;
+    for (guint i = 1; args[i]; i++)
+        g_ptr_array_add(argv, g_strdup(args[i]));
+    g_ptr_array_add(argv, NULL);
+    return (GStrv)g_ptr_array_free(g_steal_pointer(&argv), FALSE);
 }
 
 void
 vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer progress_data,
                       GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
 {
+    vs_qemu_img_run_async_full(args, NULL, NULL, NULL, progress, progress_data, cancellable,
+                               callback, user_data);
+}
+
+void
+vs_qemu_img_run_async_secrets(const char *const *args, VsSecret *const *secrets,
+                              VsProgressFunc progress, gpointer progress_data,
+                              GCancellable *cancellable, GAsyncReadyCallback callback,
+                              gpointer user_data)
+{
+    vs_qemu_img_run_async_full(args, secrets, NULL, NULL, progress, progress_data, cancellable,
+                               callback, user_data);
+}
+
+void
+vs_qemu_img_run_async_full(const char *const *args, VsSecret *const *secrets, VsChildFunc child,
+                           gpointer child_data, VsProgressFunc progress, gpointer progress_data,
+                           GCancellable *cancellable, GAsyncReadyCallback callback,
+                           gpointer user_data)
+{
     GTask *task = g_task_new(NULL, NULL, callback, user_data);
-    g_auto(GStrv) argv = full_argv(args);
+    g_autoptr(GSubprocessLauncher) launcher =
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+                              G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+    g_auto(GStrv) argv = NULL;
     GError *error = NULL;
     Run *run = g_new0(Run, 1);
 
@@ -166,16 +230,18 @@ vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer
     run->progress_data = progress_data;
     run->command = g_strdup_printf("qemu-img %s", args[0]);
     g_task_set_task_data(task, run, run_free);
+    if (!(argv = secret_argv(args, secrets, launcher, &error))) {
+        g_task_return_error(task, error);
+        g_object_unref(task);
+        return;
+    }
 
     if (g_log_get_debug_enabled()) {
         g_autofree char *line = g_strjoinv(" ", argv);
 
         g_debug("running %s", line);
     }
-    run->proc = g_subprocess_newv((const char *const *)argv,
-                                  G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
-                                      G_SUBPROCESS_FLAGS_STDIN_INHERIT,
-                                  &error);
+    run->proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv, &error);
     if (!run->proc) {
         g_task_return_new_error(task, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG,
                                 error->message);
@@ -183,6 +249,11 @@ vs_qemu_img_run_async(const char *const *args, VsProgressFunc progress, gpointer
         g_object_unref(task);
         return;
     }
+    run->pid = vs_child_pid(run->proc);
+    run->child = child;
+    run->child_data = child_data;
+    if (child && run->pid)
+        child(run->pid, TRUE, child_data);
     if (cancellable) {
         run->cancellable = g_object_ref(cancellable);
         run->cancel_id =
@@ -204,24 +275,45 @@ vs_qemu_img_run_finish(GAsyncResult *result, GError **error)
 char *
 vs_qemu_img_run_sync(const char *const *args, GError **error)
 {
-    g_auto(GStrv) argv = full_argv(args);
+    return vs_qemu_img_run_sync_full(args, NULL, NULL, NULL, error);
+}
+
+char *
+vs_qemu_img_run_sync_secrets(const char *const *args, VsSecret *const *secrets, GError **error)
+{
+    return vs_qemu_img_run_sync_full(args, secrets, NULL, NULL, error);
+}
+
+/* The calling (worker) thread waits for the child: it outlives it, as PDEATHSIG needs. */
+char *
+vs_qemu_img_run_sync_full(const char *const *args, VsSecret *const *secrets, VsChildFunc child,
+                          gpointer child_data, GError **error)
+{
+    g_autoptr(GSubprocessLauncher) launcher =
+        vs_child_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
+    g_auto(GStrv) argv = NULL;
     g_autoptr(GSubprocess) proc = NULL;
     g_autofree char *out = NULL;
     g_autofree char *msg = NULL;
     g_autoptr(GError) local = NULL;
+    GPid pid = 0;
+    gboolean ok;
 
-    proc =
-        g_subprocess_newv((const char *const *)argv,
-                          G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE, &local);
-    if (!proc || !g_subprocess_communicate_utf8(proc, NULL, NULL, &out, NULL, &local)) {
+    if (!(argv = secret_argv(args, secrets, launcher, error)))
+        return NULL;
+    proc = g_subprocess_launcher_spawnv(launcher, (const char *const *)argv, &local);
+    if (proc && child && (pid = vs_child_pid(proc)))
+        child(pid, TRUE, child_data);
+    ok = proc && g_subprocess_communicate_utf8(proc, NULL, NULL, &out, NULL, &local);
+    if (pid)
+        child(pid, FALSE, child_data);
+    if (!ok) {
         g_set_error(error, VS_ERROR, VS_ERROR_IO, "cannot run %s: %s", VS_QEMU_IMG, local->message);
         return NULL;
     }
     if (!g_subprocess_get_successful(proc)) {
         msg = last_message(out ? out : "");
-        g_set_error(error, VS_ERROR,
-                    out && strstr(out, "No space left on device") ? VS_ERROR_NO_SPACE : VS_ERROR_IO,
-                    "qemu-img %s failed: %s", args[0], msg);
+        g_set_error(error, VS_ERROR, failure_code(out), "qemu-img %s failed: %s", args[0], msg);
         return NULL;
     }
     return g_steal_pointer(&out);

@@ -216,6 +216,7 @@ typedef struct {
     char *uuid;
     guint keep;
     virConnectPtr conn; /* NULL when libvirt is away: every clone then holds */
+    VsConfig *config;   /* a copy: its [rbd] reaches the cluster of an RBD snapshot */
 } Prune;
 
 static void
@@ -227,13 +228,15 @@ prune_free(gpointer p)
     g_free(pr->state_dir);
     g_free(pr->uuid);
     g_clear_pointer(&pr->conn, virConnectClose);
+    g_clear_pointer(&pr->config, vs_config_free);
     g_free(pr);
 }
 
-/* Removes @id unless a clone or an export uses it (then it is kept, and the log says
- * why), and the leftover folders of its clones whose domain is gone. */
+/* Removes @id (catalog entry @snap) unless a clone or an export uses it (then it is kept,
+ * and the log says why): its objects in Ceph first, as DeleteSnapshot does, then its
+ * folder, and the leftover folders of its clones whose domain is gone. */
 static void
-prune_one(Prune *pr, GPtrArray *holders, const char *id)
+prune_one(Prune *pr, GPtrArray *holders, GVariant *snap, const char *id)
 {
     g_autoptr(GPtrArray) held = g_ptr_array_new();
     g_autoptr(GPtrArray) gone = g_ptr_array_new();
@@ -244,7 +247,8 @@ prune_one(Prune *pr, GPtrArray *holders, const char *id)
         g_message("policy keep=%u: kept %s: %s", pr->keep, id, error->message);
         return;
     }
-    if (!vs_catalog_delete(pr->snapshot_dir, id, &error)) {
+    if (!vs_rbd_delete_snapshot_objects(&pr->config->rbd, snap, &error) ||
+        !vs_catalog_delete(pr->snapshot_dir, id, &error)) {
         g_warning("policy keep=%u: cannot remove %s: %s", pr->keep, id, error->message);
         return;
     }
@@ -284,7 +288,7 @@ prune_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancella
         if (held->len == 0 && kept < pr->keep)
             kept++;
         else
-            prune_one(pr, holders, id);
+            prune_one(pr, holders, snap, id);
     }
     vs_holds_unlock();
     g_task_return_boolean(task, TRUE);
@@ -304,6 +308,7 @@ vs_queue_prune(VsQueue *self, const char *uuid, guint keep)
     pr->uuid = g_strdup(uuid);
     pr->conn = vs_libvirt_get_connection(self->libvirt, NULL);
     pr->keep = keep;
+    pr->config = vs_config_copy(self->config);
     task = g_task_new(self, NULL, NULL, NULL);
     g_task_set_task_data(task, pr, prune_free);
     g_task_run_in_thread(task, prune_thread);

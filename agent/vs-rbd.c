@@ -547,3 +547,46 @@ vs_rbd_snap_rollback(VsRbdImage *img, const char *snap, VsRbdProgress progress, 
                ? set_rbd_error(error, r, "cannot roll %s/%s back to %s", img->pool, img->name, snap)
                : TRUE;
 }
+
+/* ---- fault recovery ---------------------------------------------------------------- */
+
+char *
+vs_rbd_cluster_client_addr(VsRbdCluster *cluster)
+{
+    char *addrs = NULL;
+    g_autofree char *first = NULL;
+
+    if (rados_getaddrs(cluster->rados, &addrs) < 0 || !addrs)
+        return NULL;
+    /* "[v2:ip:port/nonce,v1:...]" or one address: blocklist takes one. */
+    first = g_strdup(addrs + (*addrs == '['));
+    rados_buffer_free(addrs);
+    first[strcspn(first, ",]")] = '\0';
+    return *first ? g_steal_pointer(&first) : NULL;
+}
+
+gboolean
+vs_rbd_blocklist(VsRbdCluster *cluster, const char *addr, guint expire_s, GError **error)
+{
+    g_autofree char *copy = g_strdup(addr);
+    int r = rados_blocklist_add(cluster->rados, copy, expire_s);
+
+    if (r < 0)
+        return set_rbd_error(error, r, "cannot blocklist the dead client %s", addr);
+    return TRUE;
+}
+
+gboolean
+vs_rbd_delete_snapshot_objects(const VsRbdConfig *config, GVariant *snapshot, GError **error)
+{
+    g_autoptr(GVariant) disks = g_variant_lookup_value(snapshot, "disks", G_VARIANT_TYPE("aa{sv}"));
+
+    for (gsize k = 0; disks && k < g_variant_n_children(disks); k++) {
+        g_autoptr(GVariant) disk = g_variant_get_child_value(disks, k);
+        g_autoptr(GVariant) rbd = g_variant_lookup_value(disk, "rbd", G_VARIANT_TYPE_VARDICT);
+
+        if (rbd && !vs_rbd_delete_snapshot_disk(config, rbd, error))
+            return FALSE;
+    }
+    return TRUE;
+}

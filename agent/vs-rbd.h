@@ -79,6 +79,12 @@ gboolean vs_rbd_remove(VsRbdCluster *cluster, const char *pool, const char *ns, 
  * of its own is VS_ERROR_BUSY and stays. */
 gboolean vs_rbd_delete_snapshot_disk(const VsRbdConfig *config, GVariant *rbd, GError **error);
 
+/* The same for every disk of a snapshot, from its catalog entry (ListSnapshots' a{sv}:
+ * "disks", each with an "rbd" object or none). DeleteSnapshot and a policy's keep both
+ * come here, so a pruned snapshot leaves nothing in the cluster either. */
+gboolean vs_rbd_delete_snapshot_objects(const VsRbdConfig *config, GVariant *snapshot,
+                                        GError **error);
+
 /* Whether @snap of @image exists (else VS_ERROR_NO_SUCH_DISK) and is protected. */
 gboolean vs_rbd_snap_is_protected(VsRbdImage *image, const char *snap, gboolean *is_protected,
                                   GError **error);
@@ -90,6 +96,14 @@ gboolean vs_rbd_snap_exists(VsRbdImage *image, const char *snap);
  * returns FALSE to stop it (VS_ERROR_CANCELLED; the image is then partly rolled back). */
 gboolean vs_rbd_snap_rollback(VsRbdImage *image, const char *snap, VsRbdProgress progress,
                               gpointer data, GError **error);
+
+/* fault recovery (vs-job-undo.c) */
+/* Our client's address in @cluster ("ip:port/nonce", unique to this client instance). */
+char *vs_rbd_cluster_client_addr(VsRbdCluster *cluster);
+/* Blocklists a dead agent's client @addr for @expire_s seconds: the watches and locks it
+ * held on images go at once, instead of after the OSDs' watch timeout (30 s), during which
+ * every snapshot and its removal waits for it. Needs "profile rbd" on the monitors. */
+gboolean vs_rbd_blocklist(VsRbdCluster *cluster, const char *addr, guint expire_s, GError **error);
 
 /* Closes cached connections nobody uses. */
 void vs_rbd_close_idle(void);

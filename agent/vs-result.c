@@ -56,6 +56,14 @@ vs_result_file_disk_facts(VsJob *job, VsJobDisk *d, GVariantBuilder *b)
     add(b, "virtual-size", g_variant_new_uint64(d->size));
     add(b, "bytes", g_variant_new_uint64((guint64)st.st_blocks * 512));
     add(b, "source", str(d->plan->source));
+    if (d->plan->secret) { /* the secret's UUID, never its value */
+        GVariantBuilder e;
+
+        g_variant_builder_init(&e, G_VARIANT_TYPE_VARDICT);
+        add(&e, "format", str("luks"));
+        add(&e, "secret-uuid", str(vs_secret_uuid(d->plan->secret)));
+        add(b, "encryption", g_variant_builder_end(&e));
+    }
 }
 
 GVariant *

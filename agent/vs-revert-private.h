@@ -18,6 +18,7 @@ typedef struct {
     gboolean rbd;
     char *rbd_parent; /* rbd: the disk's image, "pool/[namespace/]image" ... */
     char *rbd_snap;   /* ... and its snapshot "virtsnap-<id>" the snapshot's clone hangs off */
+    char *secret;     /* luks: the UUID of the secret its image is encrypted with, or NULL */
 } VsRevertDisk;
 
 struct _VsRevert {

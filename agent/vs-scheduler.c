@@ -1,17 +1,27 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The scheduler keeps, per domain, its policy and at most one timer. Policies are read
- * in worker threads (libvirt calls); timers exist only for running domains with an
- * `every` policy, so an agent with no such domain has no timer at all. The policies
- * themselves are stored by vs-policy.c; pruning to `keep` is done by vs-queue.c. */
+/* The scheduler keeps, per domain, its policy and when its next timed snapshot is due.
+ * Policies are read in worker threads (libvirt calls). `every` counts on the wall clock
+ * from the domain's last successful snapshot in the catalog, so that neither an agent
+ * restart, a domain start nor a libvirt reconnect resets it, and a slot missed while the
+ * agent was down (or the host suspended) is caught up once. One timerfd on CLOCK_REALTIME,
+ * armed for the earliest due time of the running domains, wakes us: a monotonic timer
+ * would stand still across a suspend. With no such domain it is disarmed: an idle agent
+ * never wakes. The policies themselves are stored by vs-policy.c; pruning to `keep` is
+ * done by vs-queue.c. */
 #include "vs-scheduler.h"
+#include "vs-catalog.h"
 #include "vs-log.h"
 #include "vs-error.h"
 #include "vs-names.h"
 #include "vs-options.h"
 #include "vs-virt-util.h"
 
+#include <errno.h>
 #include <gio/gio.h>
+#include <glib-unix.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 typedef struct {
     char *uuid;
@@ -19,7 +29,8 @@ typedef struct {
     VsPolicy *policy; /* NULL when unreadable */
     char *problem;
     gboolean running;
-    guint timer;
+    gint64 last_us; /* creation time of its last successful snapshot; 0: none */
+    gint64 due_us;  /* next timed snapshot, wall clock; 0: none (no `every`) */
 } Entry;
 
 struct _VsScheduler {
@@ -30,6 +41,9 @@ struct _VsScheduler {
     gpointer request_data;
     GHashTable *entries; /* uuid -> Entry */
     gulong event_handler, connected_handler;
+    int timer_fd; /* CLOCK_REALTIME; -1 if it could not be made */
+    guint timer_source;
+    gint64 armed_us; /* what timer_fd is armed for; 0: disarmed */
 };
 
 G_DEFINE_TYPE(VsScheduler, vs_scheduler, G_TYPE_OBJECT)
@@ -39,7 +53,6 @@ entry_free(gpointer p)
 {
     Entry *e = p;
 
-    g_clear_handle_id(&e->timer, g_source_remove);
     g_free(e->uuid);
     g_free(e->name);
     vs_policy_free(e->policy);
@@ -47,7 +60,57 @@ entry_free(gpointer p)
     g_free(e);
 }
 
-/* ---- timers ---------------------------------------------------------------------------- */
+/* ---- when ------------------------------------------------------------------------------ */
+
+gint64
+vs_schedule_due(gint64 last_us, gint64 every_us, gint64 jitter_us, gint64 now_us)
+{
+    gint64 due = (last_us > 0 ? last_us : now_us) + every_us + jitter_us;
+
+    return MAX(due, now_us);
+}
+
+/* Timed snapshots wander by up to a tenth of the interval (at most 5 minutes) so that
+ * many domains with the same policy do not all start at once. */
+static gint64
+pick_jitter_us(gint64 every_us)
+{
+    gint64 spread = MIN(every_us / 10, (gint64)300 * G_USEC_PER_SEC);
+
+    if (spread <= 0)
+        return 0;
+    return g_random_int_range(0, (gint32)MIN(spread, G_MAXINT32)) - spread / 2;
+}
+
+static gint64
+every_us(const Entry *e)
+{
+    return e->policy ? (gint64)e->policy->every_s * G_USEC_PER_SEC : 0;
+}
+
+/* Sets @e's next due time from its last success (or now, when @from_now: a slot just
+ * fired, whatever comes of its snapshot, the next try is a slot later). */
+static void
+plan(Entry *e, gboolean from_now)
+{
+    gint64 now = g_get_real_time();
+    gint64 every = every_us(e);
+    g_autoptr(GDateTime) when = NULL;
+    g_autofree char *text = NULL;
+
+    if (!every) {
+        e->due_us = 0;
+        return;
+    }
+    e->due_us = vs_schedule_due(from_now ? now : e->last_us, every, pick_jitter_us(every), now);
+    when = g_date_time_new_from_unix_local(e->due_us / G_USEC_PER_SEC);
+    text = when ? g_date_time_format_iso8601(when) : g_strdup("?");
+    vs_log_job(G_LOG_LEVEL_MESSAGE, NULL, 0, e->name,
+               "policy every: next snapshot of %s due %s (in %" G_GINT64_FORMAT " s)", e->name,
+               text, (e->due_us - now + G_USEC_PER_SEC / 2) / G_USEC_PER_SEC);
+}
+
+/* ---- the timer --------------------------------------------------------------------------- */
 
 static GVariant *
 policy_options(const VsPolicy *policy, const char *method)
@@ -64,58 +127,58 @@ policy_options(const VsPolicy *policy, const char *method)
     return g_variant_builder_end(&b);
 }
 
-static void schedule(VsScheduler *self, Entry *e);
-
-typedef struct {
-    VsScheduler *self;
-    char *uuid;
-} TimerData;
-
+/* Arms the timer for the earliest due time of the running domains, or disarms it. */
 static void
-timer_data_free(gpointer p)
+arm(VsScheduler *self)
 {
-    TimerData *t = p;
+    struct itimerspec spec = {0};
+    GHashTableIter iter;
+    Entry *e;
+    gint64 next = 0;
 
-    g_free(t->uuid);
-    g_free(t);
+    g_hash_table_iter_init(&iter, self->entries);
+    while (g_hash_table_iter_next(&iter, NULL, (gpointer *)&e)) {
+        if (e->running && e->due_us && (!next || e->due_us < next))
+            next = e->due_us;
+    }
+    if (next == self->armed_us || self->timer_fd < 0)
+        return;
+    spec.it_value.tv_sec = next / G_USEC_PER_SEC;
+    spec.it_value.tv_nsec = (next % G_USEC_PER_SEC) * 1000;
+    /* CANCEL_ON_SET: a clock set by hand (or by NTP stepping it) wakes us to look again. */
+    if (timerfd_settime(self->timer_fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, NULL) <
+        0) {
+        g_warning("timerfd_settime: %s", g_strerror(errno));
+        return;
+    }
+    self->armed_us = next;
 }
 
 static gboolean
-on_timer(gpointer data)
+on_timer(int fd, GIOCondition condition, gpointer data)
 {
-    TimerData *t = data;
-    Entry *e = g_hash_table_lookup(t->self->entries, t->uuid);
+    VsScheduler *self = data;
+    guint64 expirations;
+    gint64 now = g_get_real_time();
+    GHashTableIter iter;
+    Entry *e;
 
-    if (!e)
-        return G_SOURCE_REMOVE;
-    e->timer = 0;
-    if (e->policy && e->running)
-        t->self->request(e->name, policy_options(e->policy, e->policy->method), "policy every",
-                         t->self->request_data);
-    schedule(t->self, e);
-    return G_SOURCE_REMOVE;
-}
-
-/* Timed snapshots wander by up to a tenth of the interval (at most 5 minutes) so that
- * many domains with the same policy do not all start at once. */
-static void
-schedule(VsScheduler *self, Entry *e)
-{
-    guint64 ms, jitter;
-    TimerData *t;
-
-    g_clear_handle_id(&e->timer, g_source_remove);
-    if (!e->policy || !e->policy->every_s || !e->running)
-        return;
-    ms = e->policy->every_s * 1000;
-    jitter = MIN(ms / 10, 300000);
-    if (jitter)
-        ms = ms - jitter / 2 + g_random_int_range(0, (gint32)MIN(jitter, G_MAXINT32));
-    t = g_new0(TimerData, 1);
-    t->self = self;
-    t->uuid = g_strdup(e->uuid);
-    e->timer = g_timeout_add_full(G_PRIORITY_DEFAULT, (guint)MIN(ms, G_MAXUINT), on_timer, t,
-                                  timer_data_free);
+    /* ECANCELED: the clock was set; the due times are wall-clock times, so we just look. */
+    if (read(fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN && errno != ECANCELED)
+        g_warning("timerfd read: %s", g_strerror(errno));
+    self->armed_us = 0;
+    g_hash_table_iter_init(&iter, self->entries);
+    while (g_hash_table_iter_next(&iter, NULL, (gpointer *)&e)) {
+        if (!e->running || !e->due_us || e->due_us > now)
+            continue;
+        self->request(e->name, policy_options(e->policy, e->policy->method), "policy every",
+                      self->request_data);
+        /* A failed snapshot does not count as a success: the next try is a slot later. A
+         * success moves it to the snapshot's time + every (vs_scheduler_snapshot_made). */
+        plan(e, TRUE);
+    }
+    arm(self);
+    return G_SOURCE_CONTINUE;
 }
 
 /* ---- loading policies -------------------------------------------------------------------- */
@@ -126,6 +189,7 @@ typedef struct {
     gboolean running;
     VsPolicy *policy;
     char *problem;
+    gint64 last_us;
 } Loaded;
 
 static void
@@ -140,8 +204,34 @@ loaded_free(gpointer p)
     g_free(l);
 }
 
+/* Creation time of the last snapshot of domain @uuid in the catalog (only finished
+ * snapshots are there); 0: none. Reads files: worker threads only. */
+static gint64
+last_success_us(const char *snapshot_dir, const char *uuid)
+{
+    g_autoptr(GVariant) list = g_variant_ref_sink(vs_catalog_list(snapshot_dir, uuid));
+    GVariantIter iter;
+    GVariant *snap;
+    gint64 last = 0;
+
+    g_variant_iter_init(&iter, list);
+    while ((snap = g_variant_iter_next_value(&iter))) {
+        gint64 created = 0;
+
+        /* By UUID only: a snapshot of an earlier domain of the same name is not ours. */
+        if (g_variant_lookup(snap, "created-us", "x", &created) && created > last) {
+            const char *u = NULL;
+
+            if (g_variant_lookup(snap, "uuid", "&s", &u) && g_strcmp0(u, uuid) == 0)
+                last = created;
+        }
+        g_variant_unref(snap);
+    }
+    return last;
+}
+
 static Loaded *
-load_one(virDomainPtr dom)
+load_one(virDomainPtr dom, const char *snapshot_dir)
 {
     Loaded *l = g_new0(Loaded, 1);
     char uuid[VIR_UUID_STRING_BUFLEN] = "";
@@ -154,12 +244,15 @@ load_one(virDomainPtr dom)
     l->policy = vs_policy_read(dom, &error);
     if (!l->policy)
         l->problem = g_strdup(error->message);
+    else if (l->policy->every_s)
+        l->last_us = last_success_us(snapshot_dir, uuid);
     return l;
 }
 
 typedef struct {
     virConnectPtr conn;
     char *domain; /* NULL: all */
+    char *snapshot_dir;
 } LoadJob;
 
 static void
@@ -169,6 +262,7 @@ load_job_free(gpointer p)
 
     virConnectClose(j->conn);
     g_free(j->domain);
+    g_free(j->snapshot_dir);
     g_free(j);
 }
 
@@ -182,13 +276,13 @@ load_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellab
         g_autoptr(virDomain) dom = vs_lookup_domain(j->conn, j->domain, NULL);
 
         if (dom)
-            g_ptr_array_add(out, load_one(dom));
+            g_ptr_array_add(out, load_one(dom, j->snapshot_dir));
     } else {
         virDomainPtr *doms = NULL;
         int n = virConnectListAllDomains(j->conn, &doms, 0);
 
         for (int i = 0; i < n; i++) {
-            g_ptr_array_add(out, load_one(doms[i]));
+            g_ptr_array_add(out, load_one(doms[i], j->snapshot_dir));
             virDomainFree(doms[i]);
         }
         g_free(doms);
@@ -203,11 +297,15 @@ load_done(GObject *source, GAsyncResult *result, gpointer data)
     LoadJob *j = g_task_get_task_data(G_TASK(result));
     g_autoptr(GPtrArray) loaded = g_task_propagate_pointer(G_TASK(result), NULL);
 
+    g_autoptr(GHashTable) old = NULL;
+
     if (!loaded)
         return;
-    if (!j->domain)
-        g_hash_table_remove_all(self->entries);
-    else if (loaded->len == 0) {
+    if (!j->domain) {
+        /* Kept until the new entries have taken over their due times. */
+        old = g_steal_pointer(&self->entries);
+        self->entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, entry_free);
+    } else if (loaded->len == 0) {
         /* Gone (undefined): forget it, by name or UUID. */
         GHashTableIter iter;
         Entry *e;
@@ -221,18 +319,28 @@ load_done(GObject *source, GAsyncResult *result, gpointer data)
     for (guint i = 0; i < loaded->len; i++) {
         Loaded *l = g_ptr_array_index(loaded, i);
         Entry *e = g_new0(Entry, 1);
+        Entry *was = g_hash_table_lookup(old ? old : self->entries, l->uuid);
 
         e->uuid = g_steal_pointer(&l->uuid);
         e->name = g_steal_pointer(&l->name);
         e->running = l->running;
         e->policy = g_steal_pointer(&l->policy);
         e->problem = g_steal_pointer(&l->problem);
+        e->last_us = l->last_us;
         if (e->problem)
             vs_log_job(G_LOG_LEVEL_WARNING, NULL, 0, e->name, "domain %s: policy ignored: %s",
                        e->name, e->problem);
+        /* A reload (reconnect, policy edit) keeps a due time that still holds: one set when a
+         * slot fired, whose snapshot may still run, must not fire again. */
+        if (was && was->due_us && every_us(was) == every_us(e) && was->last_us >= e->last_us) {
+            e->last_us = was->last_us;
+            e->due_us = was->due_us;
+        } else {
+            plan(e, FALSE);
+        }
         g_hash_table_replace(self->entries, g_strdup(e->uuid), e);
-        schedule(self, e);
     }
+    arm(self);
 }
 
 void
@@ -247,6 +355,7 @@ vs_scheduler_reload(VsScheduler *self, const char *domain)
     j = g_new0(LoadJob, 1);
     j->conn = conn;
     j->domain = g_strdup(domain);
+    j->snapshot_dir = g_strdup(self->snapshot_dir);
     task = g_task_new(self, NULL, load_done, NULL);
     g_task_set_task_data(task, j, load_job_free);
     g_task_run_in_thread(task, load_thread);
@@ -268,12 +377,13 @@ on_domain_event(VsLibvirt *libvirt, const char *name, const char *uuid, const ch
         return;
     if (strcmp(event, "started") == 0 || strcmp(event, "resumed") == 0) {
         if (!e->running) {
+            /* A slot missed while it was down is caught up now, once (its due time is past). */
             e->running = TRUE;
-            schedule(self, e);
+            arm(self);
         }
     } else if (strcmp(event, "stopped") == 0) {
         e->running = FALSE;
-        schedule(self, e); /* cancels the timer */
+        arm(self); /* its due time stays */
         /* A managed save (ours, for a cold snapshot, or anyone's) or a migration is not
          * the end of the guest's run. */
         if (e->policy && e->policy->on_stop && strcmp(detail, "saved") != 0 &&
@@ -288,6 +398,63 @@ on_connected(VsLibvirt *libvirt, GParamSpec *pspec, VsScheduler *self)
 {
     if (vs_libvirt_is_connected(libvirt))
         vs_scheduler_reload(self, NULL);
+}
+
+/* ---- successes ------------------------------------------------------------------------- */
+
+typedef struct {
+    char *snapshot_dir;
+    char *uuid;
+    gint64 last_us;
+} Made;
+
+static void
+made_free(gpointer p)
+{
+    Made *m = p;
+
+    g_free(m->snapshot_dir);
+    g_free(m->uuid);
+    g_free(m);
+}
+
+static void
+made_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+    Made *m = data;
+
+    m->last_us = last_success_us(m->snapshot_dir, m->uuid);
+    g_task_return_boolean(task, TRUE);
+}
+
+static void
+made_done(GObject *source, GAsyncResult *result, gpointer data)
+{
+    VsScheduler *self = VS_SCHEDULER(source);
+    Made *m = g_task_get_task_data(G_TASK(result));
+    Entry *e = g_hash_table_lookup(self->entries, m->uuid);
+
+    if (!e || !every_us(e) || m->last_us <= e->last_us)
+        return;
+    e->last_us = m->last_us;
+    plan(e, FALSE);
+    arm(self);
+}
+
+void
+vs_scheduler_snapshot_made(VsScheduler *self, const char *uuid)
+{
+    g_autoptr(GTask) task = NULL;
+    Made *m;
+
+    if (!uuid || !g_hash_table_contains(self->entries, uuid))
+        return;
+    m = g_new0(Made, 1);
+    m->snapshot_dir = g_strdup(self->snapshot_dir);
+    m->uuid = g_strdup(uuid);
+    task = g_task_new(self, NULL, made_done, NULL);
+    g_task_set_task_data(task, m, made_free);
+    g_task_run_in_thread(task, made_thread);
 }
 
 /* ---- keep -------------------------------------------------------------------------------- */
@@ -313,6 +480,10 @@ vs_scheduler_dispose(GObject *object)
         g_clear_signal_handler(&self->connected_handler, self->libvirt);
     g_clear_object(&self->libvirt);
     g_clear_pointer(&self->entries, g_hash_table_unref);
+    g_clear_handle_id(&self->timer_source, g_source_remove);
+    if (self->timer_fd >= 0)
+        close(self->timer_fd);
+    self->timer_fd = -1;
     G_OBJECT_CLASS(vs_scheduler_parent_class)->dispose(object);
 }
 
@@ -327,6 +498,11 @@ static void
 vs_scheduler_init(VsScheduler *self)
 {
     self->entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, entry_free);
+    self->timer_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (self->timer_fd < 0)
+        g_warning("timerfd_create: %s: no timed snapshots", g_strerror(errno));
+    else
+        self->timer_source = g_unix_fd_add(self->timer_fd, G_IO_IN, on_timer, self);
 }
 
 static void

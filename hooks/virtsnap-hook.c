@@ -5,7 +5,13 @@
  * libvirtd waits for us before it goes on, so this program never talks to libvirt (that would
  * deadlock) and never takes longer than its timeout: one deadline bounds the connection, the
  * call and the reading of stdin together. A missing or silent agent allows everything: it must
- * never keep a guest from starting. */
+ * never keep a guest from starting.
+ *
+ * One exception to the short deadline: a start (prepare/start) that the agent refuses because
+ * a job reads the domain's disks offline (an on-stop snapshot after `virsh shutdown`, a revert,
+ * a clone) waits for that read, asking again every POLL_MS, up to the wait bound, and is
+ * refused only past it. The agent answers at once each time: its main loop never waits for us,
+ * and each question keeps the short deadline, so an agent that stops answering still allows. */
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <glib-unix.h>
@@ -18,6 +24,9 @@
 
 #define DEFAULT_TIMEOUT_MS 2000
 #define MAX_TIMEOUT_MS     600000
+/* How long a start waits for a job reading the domain's disks offline. */
+#define DEFAULT_WAIT_MS 60000
+#define POLL_MS         250
 /* Arguments come from libvirt, or from whoever runs us by hand: they are cut and made valid
  * UTF-8 so that any of them fits in a D-Bus string. */
 #define ARG_MAX_BYTES 4096
@@ -25,9 +34,15 @@
 typedef struct {
     GMainLoop *loop;
     GCancellable *cancellable;
+    GDBusConnection *bus;
     GVariant *call_args;
     int timeout_ms;
     gint64 deadline; /* monotonic, µs */
+    GSource *deadline_source;
+    gboolean may_wait;    /* a start: waits for an offline read */
+    int wait_ms;          /* for at most this long */
+    gint64 wait_deadline; /* monotonic, µs */
+    int waited_ms;
     gboolean stdin_done;
     gboolean answered;
     gboolean allow;
@@ -80,6 +95,46 @@ hook_give_up(Hook *hook, const char *why)
     hook_check_done(hook);
 }
 
+static gboolean on_deadline(gpointer data);
+
+/* (Re)starts the deadline: @ms from now. */
+static void
+set_deadline(Hook *hook, int ms)
+{
+    hook->deadline = g_get_monotonic_time() + (gint64)ms * 1000;
+    if (hook->deadline_source) {
+        g_source_destroy(hook->deadline_source);
+        g_source_unref(hook->deadline_source);
+    }
+    hook->deadline_source = g_timeout_source_new(remaining_ms(hook));
+    g_source_set_priority(hook->deadline_source, G_PRIORITY_HIGH);
+    g_source_set_callback(hook->deadline_source, on_deadline, hook, NULL);
+    g_source_attach(hook->deadline_source, NULL);
+}
+
+static void on_reply(GObject *source, GAsyncResult *result, gpointer data);
+
+static void
+ask(Hook *hook)
+{
+    /* NO_AUTO_START: activating the agent could take longer than libvirtd should wait. */
+    g_dbus_connection_call(hook->bus, VS_BUS_NAME, VS_AGENT_PATH, VS_AGENT_INTERFACE, "HookEvent",
+                           g_variant_ref(hook->call_args), G_VARIANT_TYPE("(bs)"),
+                           G_DBUS_CALL_FLAGS_NO_AUTO_START, remaining_ms(hook), hook->cancellable,
+                           on_reply, hook);
+}
+
+static gboolean
+on_poll(gpointer data)
+{
+    Hook *hook = data;
+
+    /* Each question gets the short deadline again: a silent agent still allows. */
+    set_deadline(hook, hook->timeout_ms);
+    ask(hook);
+    return G_SOURCE_REMOVE;
+}
+
 static void
 on_reply(GObject *source, GAsyncResult *result, gpointer data)
 {
@@ -87,6 +142,7 @@ on_reply(GObject *source, GAsyncResult *result, gpointer data)
     g_autoptr(GError) error = NULL;
     g_autoptr(GVariant) reply = NULL;
     g_autofree char *message = NULL;
+    gboolean allow;
 
     reply = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, &error);
     if (!reply) {
@@ -94,7 +150,23 @@ on_reply(GObject *source, GAsyncResult *result, gpointer data)
             hook_give_up(hook, error->message);
         return;
     }
-    g_variant_get(reply, "(bs)", &hook->allow, &message);
+    g_variant_get(reply, "(bs)", &allow, &message);
+    /* The agent refuses a start only while a job reads the disks offline: wait for it. */
+    if (!allow && hook->may_wait) {
+        gint64 now = g_get_monotonic_time();
+
+        if (!hook->wait_deadline)
+            hook->wait_deadline = now + (gint64)hook->wait_ms * 1000;
+        if (now + POLL_MS * 1000 < hook->wait_deadline) {
+            hook->waited_ms += POLL_MS;
+            /* No deadline while we sleep: on_poll sets the next one. */
+            g_source_destroy(hook->deadline_source);
+            g_clear_pointer(&hook->deadline_source, g_source_unref);
+            g_timeout_add(POLL_MS, on_poll, hook);
+            return;
+        }
+    }
+    hook->allow = allow;
     hook->message = g_steal_pointer(&message);
     hook->answered = TRUE;
     hook_check_done(hook);
@@ -105,18 +177,14 @@ on_connected(GObject *source, GAsyncResult *result, gpointer data)
 {
     Hook *hook = data;
     g_autoptr(GError) error = NULL;
-    g_autoptr(GDBusConnection) bus = g_dbus_connection_new_for_address_finish(result, &error);
 
-    if (!bus) {
+    hook->bus = g_dbus_connection_new_for_address_finish(result, &error);
+    if (!hook->bus) {
         if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
             hook_give_up(hook, error->message);
         return;
     }
-    /* NO_AUTO_START: activating the agent could take longer than libvirtd should wait. */
-    g_dbus_connection_call(bus, VS_BUS_NAME, VS_AGENT_PATH, VS_AGENT_INTERFACE, "HookEvent",
-                           g_steal_pointer(&hook->call_args), G_VARIANT_TYPE("(bs)"),
-                           G_DBUS_CALL_FLAGS_NO_AUTO_START, remaining_ms(hook), hook->cancellable,
-                           on_reply, hook);
+    ask(hook);
 }
 
 static gboolean
@@ -125,6 +193,7 @@ on_deadline(gpointer data)
     Hook *hook = data;
     g_autofree char *why = g_strdup_printf("no answer within %d ms", hook->timeout_ms);
 
+    g_clear_pointer(&hook->deadline_source, g_source_unref);
     g_cancellable_cancel(hook->cancellable);
     hook_give_up(hook, why);
     /* Still reading stdin: stop here, the deadline is the deadline. */
@@ -133,13 +202,13 @@ on_deadline(gpointer data)
 }
 
 static int
-parse_timeout_ms(void)
+parse_ms(const char *variable, guint64 min, int fallback)
 {
-    const char *text = g_getenv("VIRTSNAP_HOOK_TIMEOUT_MS");
+    const char *text = g_getenv(variable);
     guint64 value = 0;
 
-    if (!text || !g_ascii_string_to_unsigned(text, 10, 1, MAX_TIMEOUT_MS, &value, NULL))
-        return DEFAULT_TIMEOUT_MS;
+    if (!text || !g_ascii_string_to_unsigned(text, 10, min, MAX_TIMEOUT_MS, &value, NULL))
+        return fallback;
     return (int)value;
 }
 
@@ -174,12 +243,10 @@ main(int argc, char **argv)
     g_autofree char *address = NULL;
     g_autofree char *message = NULL;
     g_autofree char *problem = NULL;
-    g_autoptr(GSource) timer = NULL;
     g_autoptr(GSource) input = NULL;
     g_autoptr(GError) error = NULL;
     Hook hook = {.cancellable = cancellable};
 
-    hook.deadline = g_get_monotonic_time();
     /* First of all: the main context's wakeup fd must not become our stdin. */
     ensure_stdio_open();
     setlocale(LC_ALL, "");
@@ -190,8 +257,10 @@ main(int argc, char **argv)
 
     loop = g_main_loop_new(NULL, FALSE);
     hook.loop = loop;
-    hook.timeout_ms = parse_timeout_ms();
-    hook.deadline += (gint64)hook.timeout_ms * 1000;
+    hook.timeout_ms = parse_ms("VIRTSNAP_HOOK_TIMEOUT_MS", 1, DEFAULT_TIMEOUT_MS);
+    hook.wait_ms = parse_ms("VIRTSNAP_HOOK_WAIT_MS", 0, DEFAULT_WAIT_MS);
+    hook.may_wait = g_strcmp0(operation, "prepare") == 0 || g_strcmp0(operation, "start") == 0;
+    set_deadline(&hook, hook.timeout_ms);
     hook.call_args =
         g_variant_ref_sink(g_variant_new("(ssss)", domain, operation, sub_operation, extra));
 
@@ -212,10 +281,6 @@ main(int argc, char **argv)
                                               G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
                                           NULL, cancellable, on_connected, &hook);
 
-    timer = g_timeout_source_new(remaining_ms(&hook));
-    g_source_set_priority(timer, G_PRIORITY_HIGH);
-    g_source_set_callback(timer, on_deadline, &hook, NULL);
-    g_source_attach(timer, NULL);
     /* Below the D-Bus reply, so that an endless stdin cannot starve it. */
     input = g_unix_fd_source_new(0, G_IO_IN | G_IO_HUP | G_IO_ERR);
     g_source_set_priority(input, G_PRIORITY_LOW);
@@ -223,14 +288,22 @@ main(int argc, char **argv)
     g_source_attach(input, NULL);
 
     g_main_loop_run(loop);
-    g_source_destroy(timer);
+    if (hook.deadline_source)
+        g_source_destroy(hook.deadline_source);
+    g_clear_pointer(&hook.deadline_source, g_source_unref);
     g_source_destroy(input);
     g_clear_pointer(&hook.call_args, g_variant_unref);
+    g_clear_object(&hook.bus);
     message = g_steal_pointer(&hook.message);
     problem = g_steal_pointer(&hook.problem);
 
     if (!hook.allow) {
-        g_printerr("%s\n", message && *message ? message : "virtsnap: the agent refused this");
+        g_autofree char *waited = hook.waited_ms
+                                      ? g_strdup_printf(" (waited %.1f s)", hook.wait_ms / 1000.0)
+                                      : g_strdup("");
+
+        g_printerr("%s%s\n", message && *message ? message : "virtsnap: the agent refused this",
+                   waited);
         return 1;
     }
     if (problem && *problem)

@@ -10,8 +10,9 @@ import tempfile
 import time
 
 import pytest
+from gi.repository import GLib
 
-from hookenv import FINAL_STATES, HOOK, hook_runs, log_offset, sanitizer_env, system
+from hookenv import FINAL_STATES, HOOK, hook_env, hook_runs, log_offset, sanitizer_env, system
 
 # The hook's default timeout; libvirt calls it three times for a start
 # (prepare, start, started).
@@ -47,39 +48,96 @@ def test_hook_is_wired(hooked, agent, tmp_path):
         guest.undefine()
 
 
-def test_start_refused_during_offline_snapshot(hooked, agent):
-    # Big enough that the extraction lasts while we try to start the domain.
+@pytest.fixture(scope='module')
+def guarded(hooked):
+    """A guest whose disk takes seconds to read: 768 MiB of data in its top layer."""
     guest = hooked.make_guest('guarded', top_data_mib=768)
+    yield guest
+    if guest.state() != 'shut off':
+        guest.destroy()
+    guest.undefine()
+
+
+def wait_reading(agent, job_id, timeout=60):
+    """Wait until job *job_id* reads the domain's disks offline (phase extract)."""
+    deadline = time.monotonic() + timeout
+    while (job := agent.job(job_id))['phase'] != 'extract':
+        assert job['state'] not in FINAL_STATES, job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
+
+
+def test_start_waits_for_on_stop_read(hooked, agent, guarded):
+    """virsh destroy, then virsh start while the on-stop snapshot reads the disks: the
+    hook holds the start until the read is done, and the start succeeds."""
+    assert agent.ctl('policy', 'set', 'guarded', 'on-stop=snapshot').returncode == 0
+    try:
+        guarded.start()
+        hooked.virsh('destroy', 'guarded')
+        deadline = time.monotonic() + 30
+        while not (jobs := agent.call('ListJobs')[0]):
+            assert time.monotonic() < deadline, 'no on-stop job'
+            time.sleep(0.02)
+        job_id = jobs[0].rsplit('/', 1)[1]
+        wait_reading(agent, job_id)
+
+        t0 = time.time()
+        res = hooked.virsh_result('start', 'guarded')
+        t1 = time.time()
+        assert res.returncode == 0, res.stderr
+        job = agent.job_props(jobs[0])
+        assert job['State'] == 'succeeded', job
+        # The read ended while virsh start waited, and before the guest started.
+        assert t0 < job['Finished'] / 1e6 < t1, (t0, job['Finished'], t1)
+        assert guarded.state() == 'running'
+        snap_id = job['Result']['snapshot-id']
+        (snaps,) = agent.call('ListSnapshots', GLib.Variant('(s)', ('guarded',)))
+        assert [(s['id'], s['offline'], s['method']) for s in snaps] == [(snap_id, True, 'cold')]
+        assert agent.ctl('verify', snap_id, '--wait').returncode == 0
+        # The hook asked again while it waited; the agent logged the refusal once.
+        assert agent.hook_counts()['prepare'] >= 2
+        assert agent.log_text().count('hook: refused prepare of guarded') == 1
+    finally:
+        agent.ctl('policy', 'clear', 'guarded')
+        if guarded.state() != 'shut off':
+            guarded.destroy()
+
+
+def test_start_refused_past_the_wait(hooked, agent, guarded):
+    """A read longer than the hook's wait bound: the start is refused with the agent's
+    message once the bound has passed, and works after the read."""
+    wait_ms = 1500
+    hooked.install_hook(HOOK, dict(hook_env(hooked), VIRTSNAP_HOOK_WAIT_MS=str(wait_ms)))
     try:
         job_path = agent.ctl_json('snapshot', 'guarded')['job']
         job_id = job_path.rsplit('/', 1)[1]
-        deadline = time.monotonic() + 60
-        while (job := agent.job(job_id))['phase'] != 'extract':
-            assert job['state'] not in FINAL_STATES, job
-            assert time.monotonic() < deadline, job
-            time.sleep(0.02)
+        wait_reading(agent, job_id)
 
+        t0 = time.monotonic()
         res = hooked.virsh_result('start', 'guarded')
+        took = time.monotonic() - t0
         during = agent.job(job_id)
         assert res.returncode != 0
         assert (f"virtsnap: snapshot job {job_id} is reading this domain's disks; "
-                'try again when it ends') in res.stderr, res.stderr
+                'try again when it ends (waited 1.5 s)') in res.stderr, res.stderr
         assert 'Hook script execution failed' in res.stderr, res.stderr
+        assert wait_ms / 1000 <= took < wait_ms / 1000 + TIMEOUT_S, took
         assert during['state'] == 'running', during
-        assert guest.state() == 'shut off'
+        assert guarded.state() == 'shut off'
 
+        deadline = time.monotonic() + 120
         while (job := agent.job(job_id))['state'] not in FINAL_STATES:
-            assert time.monotonic() < deadline + 120, job
+            assert time.monotonic() < deadline, job
             time.sleep(0.1)
         assert job['state'] == 'succeeded', job
-        guest.start()
-        guest.wait_ready(90)
-        counts = agent.hook_counts()
-        assert counts['prepare'] == 2 and counts['start'] == 1, counts
+        guarded.start()
+        assert guarded.state() == 'running'
+        assert agent.hook_counts()['start'] == 1
         assert 'refused prepare of guarded' in agent.log_text()
     finally:
-        guest.destroy()
-        guest.undefine()
+        hooked.install_hook(HOOK, hook_env(hooked))
+        if guarded.state() != 'shut off':
+            guarded.destroy()
 
 
 def test_agent_not_running(hooked):

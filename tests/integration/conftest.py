@@ -128,12 +128,13 @@ class EventCollector:
 class Agent(agentmod.Agent):
     """The shared agent wrapper (tests/lab/agent.py) as this suite runs it: the programs
     of the mode, under VIRTSNAP_AGENT_WRAPPER, on the bus as installed in system mode.
-    Agent(lab, name, config, wrapper=(), installed_defaults=False)."""
+    Agent(lab, name, config, wrapper=(), installed_defaults=False, env=None)."""
 
-    def __init__(self, lab, name='agent', config='', wrapper=(), installed_defaults=False):
+    def __init__(self, lab, name='agent', config='', wrapper=(), installed_defaults=False,
+                 env=None):
         super().__init__(lab, name, config, programs=(VIRTSNAPD, VIRTSNAPCTL),
                          wrapper=AGENT_WRAPPER + list(wrapper), system_bus=SYSTEM,
-                         installed_defaults=installed_defaults)
+                         installed_defaults=installed_defaults, env=env)
 
 
 def pytest_configure(config):
@@ -153,6 +154,21 @@ def pytest_collection_modifyitems(config, items):
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+
+# ---- the fault matrix (test_faults.py): its lines, and its totals in CI's output ----------
+FAULT_MATRIX = []  # one line per point: 'ok   live:copy:kill:0  ...' / 'FAIL ...'
+
+
+def fault_matrix_summary(terminalreporter):
+    if FAULT_MATRIX:
+        ok = sum(1 for line in FAULT_MATRIX if line.startswith('ok'))
+        terminalreporter.write_sep('-', f'fault matrix ({MODE} lab)')
+        for line in FAULT_MATRIX:
+            if not line.startswith('ok'):
+                terminalreporter.write_line(line)
+        terminalreporter.write_line(f'fault matrix: {ok} of {len(FAULT_MATRIX)} points '
+                                    f'recovered ({MODE} lab)')
 
 
 @pytest.fixture(scope='session')
@@ -209,3 +225,26 @@ def domain_intact(guest, inactive_xml_before):
     assert guest.is_persistent()
     assert guest.inactive_xml() == inactive_xml_before
     assert guest.block_jobs() == []
+
+
+# ---- the fuzz suite's totals (test_fuzz.py fills them) ----------------------------------------
+FUZZ_TOTALS = {}
+
+
+def fuzz_summary(terminalreporter):
+    if FUZZ_TOTALS.get('inputs'):
+        total = FUZZ_TOTALS['inputs']
+        ok = FUZZ_TOTALS.get('rejected', 0) + FUZZ_TOTALS.get('accepted', 0)
+        verdict = 'all rejected with specific errors' if ok == total and FUZZ_TOTALS.get(
+            'done') else f'{total - ok} NOT answered as they must (or the suite did not finish)'
+        terminalreporter.write_line(f'hostile inputs: {total}, {verdict} '
+                                    f'({FUZZ_TOTALS.get("accepted", 0)} of them queries answered '
+                                    f'with nothing, or the job and deletes they asked for)')
+        if FUZZ_TOTALS.get('errors'):
+            terminalreporter.write_line(f'hostile inputs by error: {FUZZ_TOTALS["errors"]}')
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The totals CI's output shows: the fault matrix's points and the hostile inputs."""
+    fault_matrix_summary(terminalreporter)
+    fuzz_summary(terminalreporter)

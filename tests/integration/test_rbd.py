@@ -126,6 +126,35 @@ def test_rbd_flatten(lab, ceph, ragent, rbdguest):
     assert not ceph.image_exists(f'{pool}/{name}')
 
 
+def test_rbd_keep_prunes_the_cluster_objects(lab, ceph, ragent, rbdguest):
+    """A policy's keep removes a pruned RBD snapshot from the cluster too (its clone and
+    the source snapshot it hangs off), as DeleteSnapshot does, not just its folder."""
+    assert ragent.ctl('policy', 'set', 'rbdguest', 'keep=1').returncode == 0
+    try:
+        old = ragent.snapshot('rbdguest')
+        assert old['State'] == 'succeeded', old['Error']
+        new = ragent.snapshot('rbdguest')
+        assert new['State'] == 'succeeded', new['Error']
+        old_id, new_id = old['Result']['snapshot-id'], new['Result']['snapshot-id']
+        _, pool, old_clone = clone_of(old)
+        _, _, new_clone = clone_of(new)
+        deadline = time.monotonic() + 30  # pruning runs in a worker after the job
+        while ceph.image_exists(f'{pool}/{old_clone}') and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        assert ragent.ctl('policy', 'clear', 'rbdguest').returncode == 0
+    assert not ceph.image_exists(f'{pool}/{old_clone}')
+    assert f'virtsnap-{old_id}' not in ceph.snap_names('vs/img')
+    (listed,) = ragent.call('ListSnapshots', GLib.Variant('(s)', ('rbdguest',)))
+    assert [s['id'] for s in listed] == [new_id]
+    # The one kept is whole.
+    assert ceph.image_exists(f'{pool}/{new_clone}')
+    assert f'virtsnap-{new_id}' in ceph.snap_names('vs/img')
+    ragent.call('DeleteSnapshot', GLib.Variant('(s)', (new_id,)))
+    assert no_virtsnap_snaps(ceph) and not ceph.image_exists(f'{pool}/{new_clone}')
+    assert ragent.leftovers() == []
+
+
 def test_rbd_name_collision(lab, ceph, ragent, rbdguest):
     ceph.create_image('vsdest', 'img-taken', 4)
     # The collision is found by the job before any snapshot is made.

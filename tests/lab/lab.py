@@ -42,7 +42,8 @@ __all__ = [
     'image_info', 'image_chain', 'image_check', 'read_records', 'records_contiguous',
     'records_consistent', 'fsck_clean', 'needs_recovery', 'flatten_to_raw',
     'lab_processes', 'kill_lab_processes', 'check_guest_name', 'guest_cmdline',
-    'target_name', 'domain_xml',
+    'target_name', 'domain_xml', 'define_secret', 'undefine_secret', 'luks_spec',
+    'luks_to_raw',
 ]
 
 READY_MARKER = 'VIRTSNAP-GUEST-READY'
@@ -124,6 +125,70 @@ def flatten_to_raw(path, dest, force_share=False):
         argv.append('-U')
     _run(argv + [path, dest])
     return dest
+
+
+# -- LUKS-encrypted qcow2 (tests/integration/test_luks.py) ----------------------
+# The passphrase reaches qemu-img through a pipe (file=/dev/fd/N), as virtsnapd passes
+# it: never in argv or a file, so a test can look for it everywhere else.
+
+def _run_with_secret(argv, passphrase, **kw):
+    """Run qemu-img *argv* (its subcommand first, without the program) with the object
+    'sec0' holding *passphrase*."""
+    r, w = os.pipe()
+    try:
+        os.write(w, passphrase.encode())
+        os.close(w)
+        w = -1
+        full = ['qemu-img', argv[0], '--object', f'secret,id=sec0,file=/dev/fd/{r}'] + argv[1:]
+        res = subprocess.run(full, capture_output=True, text=True, pass_fds=(r,),
+                             stdin=subprocess.DEVNULL, timeout=kw.get('timeout', 300))
+        if kw.get('check', True) and res.returncode != 0:
+            raise LabError(f'{" ".join(full)} failed ({res.returncode}): {res.stderr.strip()}')
+        return res
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def luks_spec(path):
+    """qemu-img's name for the LUKS qcow2 *path* opened with the secret 'sec0'."""
+    return 'json:' + json.dumps({'driver': 'qcow2', 'encrypt.key-secret': 'sec0',
+                                 'file': {'driver': 'file', 'filename': path}})
+
+
+def luks_to_raw(path, dest, passphrase, force_share=True):
+    """Decrypt the LUKS qcow2 *path* into the raw file *dest* (for read_records)."""
+    argv = ['convert', '-O', 'raw'] + (['-U'] if force_share else [])
+    _run_with_secret(argv + [luks_spec(path), dest], passphrase)
+    return dest
+
+
+def define_secret(lab, passphrase, private=False):
+    """A libvirt passphrase secret holding *passphrase*, defined in *lab*'s libvirtd
+    (either mode); its UUID.  undefine_secret() removes it."""
+    d = tempfile.mkdtemp(prefix='secret-', dir=lab.workdir)
+    try:
+        xml = os.path.join(d, 'secret.xml')
+        with open(xml, 'w') as f:
+            f.write(f"<secret ephemeral='no' private='{'yes' if private else 'no'}'>"
+                    "<description>virtsnap lab LUKS passphrase</description></secret>\n")
+        out = lab.virsh('secret-define', xml)
+        m = re.search(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', out)
+        if not m:
+            raise LabError(f'secret-define said: {out.strip()}')
+        value = os.path.join(d, 'value')
+        fd = os.open(value, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, 'w') as f:
+            f.write(passphrase)
+        lab.virsh('secret-set-value', m.group(0), '--file', value, '--plain')
+        return m.group(0)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def undefine_secret(lab, uuid):
+    lab.virsh_result('secret-undefine', uuid)
 
 
 def needs_recovery(path):
@@ -578,7 +643,7 @@ class Lab:
                 pass
 
     def make_disk(self, path, size_mib=64, fmt='qcow2', backing=False, label=None,
-                  top_data_mib=0):
+                  top_data_mib=0, luks=None):
         """Create an ext4 data disk image at *path* (see make_guest); return its
         disk dict (target unset).
 
@@ -594,6 +659,8 @@ class Lab:
         """
         if fmt not in ('qcow2', 'raw'):
             raise ValueError(f'unsupported format {fmt!r}')
+        if luks and (fmt != 'qcow2' or backing or top_data_mib):
+            raise ValueError('luks: a qcow2 without backing or top data only')
         top_data_mib = int(top_data_mib or 0)
         if top_data_mib < 0:
             raise ValueError(f'top_data_mib must be >= 0, not {top_data_mib}')
@@ -619,6 +686,14 @@ class Lab:
             _run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', fmt, '-b', base, path])
             disk['backing'] = base
             disk['backing_format'] = fmt
+        elif luks:
+            # luks: {'uuid': libvirt secret, 'passphrase': its value}.  A short PBKDF
+            # time keeps the lab fast; the snapshots get qemu-img's default.
+            _run_with_secret(['convert', '-f', 'raw', '-O', 'qcow2', '-o',
+                              'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50',
+                              raw, path], luks['passphrase'])
+            os.unlink(raw)
+            disk['encryption'] = luks['uuid']
         elif fmt == 'qcow2':
             _run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, path])
             os.unlink(raw)
@@ -635,7 +710,7 @@ class Lab:
     def make_guest(self, name, disks=1, agent=True, disk_size_mib=64, fmt='qcow2',
                    backing=False, memory_mib=256, images=None, cache='auto',
                    write_delay_us=10000, sync_every=10, extra_cmdline='', vcpus=1,
-                   define=True, top_data_mib=0):
+                   define=True, top_data_mib=0, luks=None):
         """Create data disks and define a persistent domain; return a Guest.
 
         disks: number of data disks (vda, vdb, ...), each a whole-disk ext4 of
@@ -651,6 +726,9 @@ class Lab:
         after its ext4, in its top layer (the overlay with backing=True), and a
         virtual size of disk_size_mib + top_data_mib; see make_disk().  Not
         used with images.  0 (the default): none.
+        luks: {'uuid': a libvirt secret (define_secret()), 'passphrase': its value}:
+        each disk a qcow2 with LUKS encryption under that secret, the <encryption>
+        in its XML (fmt qcow2, no backing, no top data).
         """
         if not self.running:
             raise LabError('lab not running')
@@ -673,7 +751,7 @@ class Lab:
                 path = os.path.join(self.images_dir, f'{name}-{target}.{ext}')
                 disk_list.append(self.make_disk(path, disk_size_mib, fmt, backing,
                                                 label=f'{name}-{target}',
-                                                top_data_mib=top_data_mib))
+                                                top_data_mib=top_data_mib, luks=luks))
         for i, d in enumerate(disk_list):
             d['target'] = target_name(i)
         cmdline = guest_cmdline(write_delay_us, sync_every, extra_cmdline)
@@ -767,6 +845,11 @@ def domain_xml(name, kernel, initrd, cmdline, memory_mib, vcpus, disks, cache,
             f"      <driver name='qemu' type='{e(d['format'])}'{cache_attr}/>",
             f"      <source file='{e(d['path'])}'/>",
             f"      <target dev='{d['target']}' bus='virtio'/>",
+        ]
+        if d.get('encryption'):
+            out += [f"      <encryption format='luks'><secret type='passphrase' "
+                    f"uuid='{e(d['encryption'])}'/></encryption>"]
+        out += [
             '    </disk>',
         ]
     out += [

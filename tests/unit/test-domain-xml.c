@@ -121,6 +121,9 @@ test_disks(void)
 
     vdd = vs_domain_xml_find_disk(dx, "vdd");
     g_assert_true(vdd->encrypted);
+    g_assert_cmpstr(vdd->encryption_format, ==, "luks");
+    g_assert_cmpstr(vdd->encryption_secret, ==, "x");
+    g_assert_null(vdd->encryption_usage);
     g_assert_null(vs_domain_xml_find_disk(dx, "vdz"));
 }
 

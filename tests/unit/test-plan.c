@@ -278,6 +278,67 @@ test_disks(void)
     expect_refused(&only_cdrom, VS_ERROR_UNSUPPORTED, "has no writable disk to snapshot");
 }
 
+#define LUKS_DISK(dev, enc, extra)                                                                 \
+    "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"                           \
+    "<source file='/img/secret.qcow2'>" enc "</source>" extra "<target dev='" dev                  \
+    "' bus='virtio'/></disk>"
+#define LUKS(attr) "<encryption format='luks'><secret type='passphrase' " attr "/></encryption>"
+
+/* Encrypted disks: a LUKS qcow2 whose secret is named by UUID, without backing file, is
+ * chosen (live, like any file); anything else, or options that would write it in the
+ * clear, is refused with the reason. */
+static void
+expect_encrypted(const char *xml, VsFormat format, gboolean compress, const char *refusal)
+{
+    g_autoptr(VsPlan) plan = g_new0(VsPlan, 1);
+    g_autoptr(VsDomainXml) dx = vs_domain_xml_parse(xml, NULL);
+    g_autoptr(GPtrArray) chosen = g_ptr_array_new();
+    g_autoptr(GError) error = NULL;
+    g_auto(VsSnapshotOptions) opts;
+    Probe probe = {0};
+
+    g_assert_nonnull(dx);
+    plan->disks = g_ptr_array_new();
+    plan->name = g_strdup("vm1");
+    plan->state = VIR_DOMAIN_RUNNING;
+    vs_snapshot_options_init(&opts);
+    opts.format = format;
+    opts.compress = compress;
+    probe.block_jobs = TRUE;
+    if (!refusal) {
+        g_assert_true(vs_plan_choose(plan, dx, &opts, probe_block_jobs, &probe, chosen, &error));
+        g_assert_no_error(error);
+        g_assert_cmpstr(vs_method_name(plan->method), ==, "live");
+        return;
+    }
+    g_assert_false(vs_plan_choose(plan, dx, &opts, probe_block_jobs, &probe, chosen, &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED);
+    if (!strstr(error->message, refusal))
+        g_error("message '%s' lacks '%s'", error->message, refusal);
+}
+
+static void
+test_encrypted(void)
+{
+    const char *luks =
+        DOMAIN(LUKS_DISK("vdb", LUKS("uuid='0b0e6f2a-95b2-4b8e-9d6e-3f1c2a4d5e6f'"), ""));
+
+    expect_encrypted(luks, VS_FORMAT_QCOW2, FALSE, NULL);
+    expect_encrypted(luks, VS_FORMAT_RAW, FALSE, "format=raw would write it out in the clear");
+    expect_encrypted(luks, VS_FORMAT_QCOW2, TRUE, "cannot be compressed and encrypted");
+    expect_encrypted(DOMAIN(LUKS_DISK("vdb", LUKS("usage='vol1'"), "")), VS_FORMAT_QCOW2, FALSE,
+                     "names no secret by UUID");
+    expect_encrypted(DOMAIN(LUKS_DISK("vdb",
+                                      "<encryption format='qcow'><secret type='passphrase' "
+                                      "uuid='x'/></encryption>",
+                                      "")),
+                     VS_FORMAT_QCOW2, FALSE, "LUKS encryption only");
+    expect_encrypted(DOMAIN(LUKS_DISK("vdb", LUKS("uuid='x'"),
+                                      "<backingStore type='file'><format type='qcow2'/>"
+                                      "<source file='/img/base.qcow2'/></backingStore>")),
+                     VS_FORMAT_QCOW2, FALSE, "has a backing file");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -287,5 +348,6 @@ main(int argc, char **argv)
     g_test_add_func("/plan/mixed", test_mixed);
     g_test_add_func("/plan/mixed-one-kind", test_mixed_one_kind);
     g_test_add_func("/plan/disks", test_disks);
+    g_test_add_func("/plan/encrypted", test_encrypted);
     return g_test_run();
 }

@@ -9,6 +9,8 @@
 
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char *dir;
@@ -61,6 +63,11 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     e->frozen = TRUE;
     g_ptr_array_add(e->copies, g_strdup("vda"));
     g_ptr_array_add(e->copies, g_strdup("vdb"));
+    {
+        VsJournalChild c = {4242, G_GUINT64_CONSTANT(123456789)};
+
+        g_array_append_val(e->children, c);
+    }
 
     g_assert_true(vs_journal_write(f->dir, e, &error));
     g_assert_no_error(error);
@@ -74,6 +81,9 @@ test_journal_round_trip(Fixture *f, gconstpointer data)
     g_assert_false(back->suspended);
     g_assert_cmpuint(back->copies->len, ==, 2);
     g_assert_cmpstr(g_ptr_array_index(back->copies, 1), ==, "vdb");
+    g_assert_cmpuint(back->children->len, ==, 1);
+    g_assert_cmpint(g_array_index(back->children, VsJournalChild, 0).pid, ==, 4242);
+    g_assert_cmpuint(g_array_index(back->children, VsJournalChild, 0).start, ==, 123456789);
 
     /* Rewriting replaces the record, it never leaves a temp file behind. */
     e->undefined = FALSE;
@@ -169,6 +179,7 @@ test_journal_revert(Fixture *f, gconstpointer data)
     d->image = g_strdup("/images/g-vda.qcow2");
     d->format = g_strdup("qcow2");
     d->safety = g_strdup("/snap/20261121T000000Z-abcdef/vda.qcow2");
+    d->secret = g_strdup("0b0e6f2a-95b2-4b8e-9d6e-3f1c2a4d5e6f");
     g_ptr_array_add(e->revert_disks, d);
     g_assert_true(vs_journal_write(f->dir, e, &error));
     g_assert_no_error(error);
@@ -184,6 +195,7 @@ test_journal_revert(Fixture *f, gconstpointer data)
     g_assert_cmpstr(bd->image, ==, d->image);
     g_assert_cmpstr(bd->format, ==, "qcow2");
     g_assert_cmpstr(bd->safety, ==, d->safety);
+    g_assert_cmpstr(bd->secret, ==, d->secret);
     vs_journal_remove(f->dir, e->snapshot_id);
 
     /* A snapshot job's record is not a revert. */
@@ -192,6 +204,38 @@ test_journal_revert(Fixture *f, gconstpointer data)
     g_assert_true(vs_journal_write(f->dir, e, &error));
     all = vs_journal_load_all(f->dir);
     g_assert_null(((VsJournalEntry *)g_ptr_array_index(all, 0))->revert_of);
+}
+
+/* An rbd record keeps the Ceph client that had the images open (recovery blocklists it),
+ * and a child whose pid cannot be a child of ours is dropped on load. */
+static void
+test_journal_fault_fields(Fixture *f, gconstpointer data)
+{
+    g_autoptr(VsJournalEntry) e = vs_journal_entry_new();
+    g_autoptr(VsJournalEntry) back = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *json = NULL;
+    VsJournalRbd *r = g_new0(VsJournalRbd, 1);
+    VsJournalChild good = {777, 42}, init = {1, 42}, unknown = {778, 0};
+
+    e->snapshot_id = g_strdup("20261121T000000Z-abcdef");
+    e->folder = g_strdup("/snap/.20261121T000000Z-abcdef.partial");
+    r->pool = g_strdup("vs");
+    r->image = g_strdup("img");
+    r->snap = g_strdup("virtsnap-20261121T000000Z-abcdef");
+    r->client = g_strdup("v2:127.0.0.1:0/123456");
+    g_ptr_array_add(e->rbd, r);
+    g_array_append_val(e->children, good);
+    g_array_append_val(e->children, init);
+    g_array_append_val(e->children, unknown);
+    json = vs_journal_entry_to_json(e);
+    back = vs_journal_entry_from_json(json, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(back->rbd->len, ==, 1);
+    g_assert_cmpstr(((VsJournalRbd *)g_ptr_array_index(back->rbd, 0))->client, ==,
+                    "v2:127.0.0.1:0/123456");
+    g_assert_cmpuint(back->children->len, ==, 1);
+    g_assert_cmpint(g_array_index(back->children, VsJournalChild, 0).pid, ==, 777);
 }
 
 static void
@@ -299,6 +343,86 @@ test_catalog(Fixture *f, gconstpointer data)
     }
 }
 
+/* Links planted in the snapshot directory (a folder, a metadata.json, a partial folder, a
+ * dangling one) are never followed: not listed, not a name taken, NoSuchSnapshot for
+ * delete, and what they point to stays as it was. */
+static void
+test_catalog_links(Fixture *f, gconstpointer data)
+{
+    /* Hidden: a folder of the snapshot directory that is not a snapshot either way. */
+    g_autofree char *outside = g_build_filename(f->dir, ".outside", NULL);
+    g_autofree char *outside_meta = g_build_filename(outside, VS_METADATA_FILE, NULL);
+    g_autofree char *outside_image = g_build_filename(outside, "vda.qcow2", NULL);
+    g_autofree char *folder_link = g_build_filename(f->dir, "snap-link", NULL);
+    g_autofree char *real = g_build_filename(f->dir, "snap-real", NULL);
+    g_autofree char *meta_link = g_build_filename(real, VS_METADATA_FILE, NULL);
+    g_autofree char *image_in_real = g_build_filename(real, "vda.qcow2", NULL);
+    g_autofree char *partial = vs_catalog_partial_dir(f->dir, "snap-partial");
+    g_autofree char *dangling = g_build_filename(f->dir, "snap-dangling", NULL);
+    g_autofree char *fifo_dir = g_build_filename(f->dir, "snap-fifo", NULL);
+    g_autofree char *fifo = g_build_filename(fifo_dir, VS_METADATA_FILE, NULL);
+    g_autoptr(JsonNode) victim = metadata("snap-link", "planted", "web", 50);
+    g_autofree char *victim_text = json_to_string(victim, FALSE);
+    g_autoptr(GVariant) all = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *text = NULL;
+    guint warnings_before = warnings_seen;
+    const char *ids[] = {"snap-link", "snap-real", "snap-dangling", "snap-fifo"};
+
+    make_snapshot(f, "snap-ok", "kept", "web", 100);
+    g_assert_cmpint(g_mkdir(outside, 0700), ==, 0);
+    g_assert_true(g_file_set_contents(outside_meta, victim_text, -1, NULL));
+    g_assert_true(g_file_set_contents(outside_image, "outside", -1, NULL));
+    g_assert_cmpint(symlink(outside, folder_link), ==, 0);
+    g_assert_cmpint(g_mkdir(real, 0711), ==, 0);
+    g_assert_cmpint(symlink(outside_meta, meta_link), ==, 0);
+    g_assert_cmpint(symlink(outside_image, image_in_real), ==, 0);
+    g_assert_cmpint(symlink(outside, partial), ==, 0);
+    g_assert_cmpint(symlink("/nonexistent/virtsnap", dangling), ==, 0);
+    g_assert_cmpint(g_mkdir(fifo_dir, 0711), ==, 0);
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0); /* opened, it would block a reader */
+
+    all = g_variant_ref_sink(vs_catalog_list(f->dir, NULL));
+    g_assert_cmpuint(g_variant_n_children(all), ==, 1);
+    g_assert_false(vs_catalog_name_taken(f->dir, "u-web", "planted"));
+    g_assert_true(vs_catalog_name_taken(f->dir, "u-web", "kept"));
+    g_assert_cmpuint(warnings_seen, >, warnings_before); /* the links are logged */
+
+    for (guint i = 0; i < G_N_ELEMENTS(ids); i++) {
+        g_autoptr(JsonNode) node = vs_catalog_read_metadata(f->dir, ids[i], &error);
+
+        g_assert_null(node);
+        g_assert_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT);
+        g_clear_error(&error);
+        g_assert_false(vs_catalog_delete(f->dir, ids[i], &error));
+        g_assert_error(error, VS_ERROR, VS_ERROR_NO_SUCH_SNAPSHOT);
+        g_clear_error(&error);
+    }
+    g_assert_null(vs_catalog_read_metadata(f->dir, "../outside", &error));
+    g_assert_error(error, VS_ERROR, VS_ERROR_INVALID_ARGUMENT);
+    g_clear_error(&error);
+
+    /* Everything outside is as it was; the links are still links. */
+    g_assert_true(g_file_get_contents(outside_meta, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, victim_text);
+    g_clear_pointer(&text, g_free);
+    g_assert_true(g_file_get_contents(outside_image, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "outside");
+    g_assert_true(g_file_test(folder_link, G_FILE_TEST_IS_SYMLINK));
+    g_assert_true(g_file_test(partial, G_FILE_TEST_IS_SYMLINK));
+    g_assert_true(g_file_test(meta_link, G_FILE_TEST_IS_SYMLINK));
+
+    /* A real snapshot folder holding a linked image: delete removes the link, not its target. */
+    {
+        g_autofree char *ok_image = g_build_filename(f->dir, "snap-ok", "vdb.qcow2", NULL);
+
+        g_assert_cmpint(symlink(outside_image, ok_image), ==, 0);
+        g_assert_true(vs_catalog_delete(f->dir, "snap-ok", &error));
+        g_assert_no_error(error);
+        g_assert_true(g_file_test(outside_image, G_FILE_TEST_IS_REGULAR));
+    }
+}
+
 static void
 test_progress_parse(Fixture *f, gconstpointer data)
 {
@@ -308,6 +432,27 @@ test_progress_parse(Fixture *f, gconstpointer data)
     g_assert_cmpfloat(vs_qemu_img_parse_progress("no progress", 11), <, 0);
     g_assert_cmpfloat(vs_qemu_img_parse_progress("(12.5/100", 9), <, 0);
     g_assert_cmpfloat_with_epsilon(vs_qemu_img_parse_progress("(100.00/100%)", 13), 1.0, 1e-9);
+}
+
+static void
+test_qemu_img_without_paths(void)
+{
+    static const char *const cases[][2] = {
+        {"qemu-img: /srv/snaps/.20261123T162248Z-40a099.partial/vda.delta.qcow2: Could not write "
+         "qcow2 header: No space left on device",
+         "qemu-img: vda.delta.qcow2: Could not write qcow2 header: No space left on device"},
+        {"Could not open '/var/lib/x/vda.qcow2': Permission denied",
+         "Could not open 'vda.qcow2': Permission denied"},
+        {"error while writing at byte 0: No space left on device",
+         "error while writing at byte 0: No space left on device"},
+        {"a/b and (/c/d) and /", "a/b and (d) and /"},
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *got = vs_qemu_img_without_paths(cases[i][0]);
+
+        g_assert_cmpstr(got, ==, cases[i][1]);
+    }
 }
 
 int
@@ -322,7 +467,11 @@ main(int argc, char **argv)
     g_test_add("/store/journal-bad-records", Fixture, NULL, setup, test_journal_bad_records,
                teardown);
     g_test_add("/store/journal-revert", Fixture, NULL, setup, test_journal_revert, teardown);
+    g_test_add("/store/journal-fault-fields", Fixture, NULL, setup, test_journal_fault_fields,
+               teardown);
     g_test_add("/store/catalog", Fixture, NULL, setup, test_catalog, teardown);
+    g_test_add("/store/catalog-links", Fixture, NULL, setup, test_catalog_links, teardown);
     g_test_add("/store/progress-parse", Fixture, NULL, setup, test_progress_parse, teardown);
+    g_test_add_func("/store/qemu-img-without-paths", test_qemu_img_without_paths);
     return g_test_run();
 }

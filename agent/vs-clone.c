@@ -147,6 +147,25 @@ clone_disk(VsClonePlan *plan, const char *snapshot_dir, JsonObject *o, GError **
     return g_ptr_array_steal_index(keep, 0);
 }
 
+/* A snapshot of the mixed method (RBD and file disks) would need a clone of both kinds:
+ * each kind's steps take the whole plan as theirs. Refused before anything is made. */
+static gboolean
+mixed_clone_check(VsClonePlan *plan, GError **error)
+{
+    for (guint i = 0; i < plan->disks->len; i++) {
+        VsCloneDisk *d = g_ptr_array_index(plan->disks, i);
+
+        if (!d->rbd_image) {
+            g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                        "snapshot %s has RBD and file disks (disk %s is a file); cloning such "
+                        "a snapshot is not supported",
+                        plan->snapshot_id, d->target);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 /* A name is taken by a domain (any, running or not) or by a clone folder, finished or not. */
 static gboolean
 check_name_free(VsClonePlan *plan, GError **error)
@@ -233,6 +252,8 @@ vs_clone_plan_make(virConnectPtr conn, const char *snapshot_dir, const char *id,
         }
         g_ptr_array_add(plan->disks, d);
     }
+    if (plan->rbd && !mixed_clone_check(plan, error))
+        return NULL;
     if (!check_name_free(plan, error) || !make_xml(plan, saved_xml, error))
         return NULL;
     return g_steal_pointer(&plan);

@@ -103,7 +103,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
     gboolean running = job->plan->state == VIR_DOMAIN_RUNNING;
     gboolean want_freeze =
         job->opts.quiesce != VS_QUIESCE_OFF && job->plan->agent_connected && running;
-    gboolean multi = job->disks->len > 1;
+    gboolean multi = job->disks->len + (job->rbd_disks ? job->rbd_disks->len : 0) > 1;
     gboolean frozen = FALSE, suspended = FALSE, thawed = FALSE, alive;
     g_autoptr(GError) stop_error = NULL;
     gint64 t0, t_pause = 0;

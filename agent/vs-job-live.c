@@ -580,3 +580,9 @@ const VsJobMethod vs_job_method_live = {
     .result_fields = live_result,
     .block_job = live_block_job,
 };
+
+gboolean
+vs_job_live_cut(VsJob *job, GError **error)
+{
+    return stop_mirrors(job, error);
+}

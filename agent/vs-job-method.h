@@ -121,6 +121,7 @@ extern const VsJobMethod vs_job_method_revert;        /* with a safety snapshot 
 extern const VsJobMethod vs_job_method_revert_unsafe; /* safety=false */
 extern const VsJobMethod vs_job_method_revert_rbd;    /* disks in Ceph RBD */
 extern const VsJobMethod vs_job_method_revert_rbd_unsafe;
+extern const VsJobMethod vs_job_method_mixed; /* RBD and file disks, one freeze window */
 
 /* @phase's step in @method, or NULL (the engine's own states, or not one of its steps). */
 const VsJobStep *vs_job_method_step(const VsJobMethod *method, VsPhase phase);

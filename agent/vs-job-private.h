@@ -106,6 +106,9 @@ struct _VsJob {
     VsPhase resume_phase;      /* the step the resume under way is for */
     virConnectPtr resume_conn; /* the new connection, while the resume runs */
     GPtrArray *stale_doms;     /* the dead connection's domains: a progress query may hold one */
+    /* mixed (vs-job-mixed.c): its RBD disks; job->disks holds its file disks, the ones the
+     * live steps see, until the catalog step joins both. NULL for every other method. */
+    GPtrArray *rbd_disks;
 };
 
 /* A queued job with its Job1 object and nothing of any method yet: the constructors of
@@ -145,5 +148,14 @@ gboolean vs_job_undo_thread(VsJob *job, GError **error);
 /* Its clone part (vs-job-clone.c): stop and undefine the clone we defined, remove its
  * published folder. */
 gboolean vs_job_clone_undo(VsJob *job, GError **error);
+
+/* The pieces the mixed method (vs-job-mixed.c) takes from live and rbd. The live cut:
+ * stop every mirror of job->disks (vs-job-live.c). */
+gboolean vs_job_live_cut(VsJob *job, GError **error);
+/* The rbd side (vs-job-rbd.c), on job->rbd_disks when set: open every image and check the
+ * clone's name and pool; mark the snapshots made (before they are); the cut. */
+gboolean vs_job_rbd_open_images(VsJob *job, GError **error);
+void vs_job_rbd_journal_snaps(VsJob *job);
+gboolean vs_job_rbd_cut(VsJob *job, GError **error);
 
 G_END_DECLS

@@ -7,15 +7,26 @@
 #include "vs-freeze.h"
 #include "vs-util.h"
 
+/* The job's RBD disks: all of an rbd job's, the mixed method's own list (vs-job-mixed.c). */
+static GPtrArray *
+rbd_disks(VsJob *job)
+{
+    return job->rbd_disks ? job->rbd_disks : job->disks;
+}
+
+static VsJobDisk *
+rbd_disk(VsJob *job, guint i)
+{
+    return g_ptr_array_index(rbd_disks(job), i);
+}
+
 /* Connect, open every source image, and make sure the clone's name is free, so that the
  * freeze window holds nothing but the snapshot calls. */
-static gboolean
-rbd_prepare_thread(VsJob *job, GError **error)
+gboolean
+vs_job_rbd_open_images(VsJob *job, GError **error)
 {
-    if (!vs_job_prepare_folder(job, error))
-        return FALSE;
-    for (guint i = 0; i < job->disks->len; i++) {
-        VsJobDisk *d = vs_job_disk(job, i);
+    for (guint i = 0; i < rbd_disks(job)->len; i++) {
+        VsJobDisk *d = rbd_disk(job, i);
         VsRbdSpec *spec = &d->plan->rbd_spec;
         g_autoptr(VsRbdCluster) cluster = vs_rbd_connect(&job->config->rbd, spec, error);
         g_autoptr(VsRbdImage) existing = NULL;
@@ -44,12 +55,27 @@ rbd_prepare_thread(VsJob *job, GError **error)
     return vs_job_journal_save(job, error);
 }
 
-/* The cut of an rbd job: a snapshot of every image. */
 static gboolean
-make_snapshots(VsJob *job, GError **error)
+rbd_prepare_thread(VsJob *job, GError **error)
 {
-    for (guint i = 0; i < job->disks->len; i++) {
-        VsJobDisk *d = vs_job_disk(job, i);
+    return vs_job_prepare_folder(job, error) && vs_job_rbd_open_images(job, error);
+}
+
+void
+vs_job_rbd_journal_snaps(VsJob *job)
+{
+    g_mutex_lock(&job->lock);
+    for (guint i = 0; i < rbd_disks(job)->len; i++)
+        rbd_disk(job, i)->jr->snap_made = TRUE;
+    g_mutex_unlock(&job->lock);
+}
+
+/* The cut of an rbd job: a snapshot of every image. */
+gboolean
+vs_job_rbd_cut(VsJob *job, GError **error)
+{
+    for (guint i = 0; i < rbd_disks(job)->len; i++) {
+        VsJobDisk *d = rbd_disk(job, i);
 
         if (!vs_rbd_snap_create(d->src, d->jr->snap, error))
             return FALSE;
@@ -64,11 +90,8 @@ rbd_freeze_thread(VsJob *job, GError **error)
     gint64 t0 = 0;
 
     /* Journaled before they exist: a crash in the window leaves nothing unknown. */
-    g_mutex_lock(&job->lock);
-    for (guint i = 0; i < job->disks->len; i++)
-        vs_job_disk(job, i)->jr->snap_made = TRUE;
-    g_mutex_unlock(&job->lock);
-    ok = vs_freeze_window(job, make_snapshots, &t0, error);
+    vs_job_rbd_journal_snaps(job);
+    ok = vs_freeze_window(job, vs_job_rbd_cut, &t0, error);
     job->t_copy_start = t0; /* "copy" of an rbd job: the snapshot calls */
     return ok;
 }
@@ -89,7 +112,8 @@ on_rbd_flatten_progress(guint64 done, guint64 total, gpointer data)
     if (percent != fs->last_percent) {
         fs->last_percent = percent;
         vs_job_set_progress_later(
-            job, (fs->index + (total ? (double)done / total : 0)) / job->disks->len, done, total);
+            job, (fs->index + (total ? (double)done / total : 0)) / rbd_disks(job)->len, done,
+            total);
     }
     return !g_atomic_int_get(&job->cancel_requested);
 }
@@ -99,8 +123,8 @@ on_rbd_flatten_progress(guint64 done, guint64 total, gpointer data)
 static gboolean
 clone_thread(VsJob *job, GError **error)
 {
-    for (guint i = 0; i < job->disks->len; i++) {
-        VsJobDisk *d = vs_job_disk(job, i);
+    for (guint i = 0; i < rbd_disks(job)->len; i++) {
+        VsJobDisk *d = rbd_disk(job, i);
         VsJournalRbd *jr = d->jr;
         g_autoptr(VsRbdCluster) cluster =
             vs_rbd_connect(&job->config->rbd, &d->plan->rbd_spec, error);
@@ -111,9 +135,20 @@ clone_thread(VsJob *job, GError **error)
         g_mutex_lock(&job->lock);
         jr->clone_made = TRUE;
         g_mutex_unlock(&job->lock);
-        if (!vs_job_journal_save(job, error) ||
-            !vs_rbd_clone(d->src, jr->snap, cluster, jr->clone_pool, jr->ns, jr->clone, error) ||
-            !(clone = vs_rbd_open(cluster, jr->clone_pool, jr->ns, jr->clone, error)))
+        if (!vs_job_journal_save(job, error))
+            return FALSE;
+        if (!vs_rbd_clone(d->src, jr->snap, cluster, jr->clone_pool, jr->ns, jr->clone, error)) {
+            /* The name was taken after prepare looked (a mixed job's mirrors take their
+             * time): that image is somebody else's, never ours to remove. */
+            if (g_error_matches(*error, VS_ERROR, VS_ERROR_EXISTS)) {
+                g_mutex_lock(&job->lock);
+                jr->clone_made = FALSE;
+                g_mutex_unlock(&job->lock);
+                vs_job_journal_save(job, NULL);
+            }
+            return FALSE;
+        }
+        if (!(clone = vs_rbd_open(cluster, jr->clone_pool, jr->ns, jr->clone, error)))
             return FALSE;
         if (job->flatten) {
             FlattenState fs = {job, i, -1};

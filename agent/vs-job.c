@@ -141,6 +141,8 @@ finish(VsJob *job, const char *state)
     g_clear_pointer(&job->undo_conn, virConnectClose);
     for (guint i = 0; job->disks && i < job->disks->len; i++)
         g_clear_pointer(&vs_job_disk(job, i)->src, vs_rbd_close);
+    for (guint i = 0; job->rbd_disks && i < job->rbd_disks->len; i++)
+        g_clear_pointer(&((VsJobDisk *)g_ptr_array_index(job->rbd_disks, i))->src, vs_rbd_close);
     g_signal_emit(job, signals[SIGNAL_FINISHED], 0);
 }
 
@@ -578,6 +580,7 @@ vs_job_finalize(GObject *object)
     g_clear_pointer(&self->resume_conn, virConnectClose);
     g_clear_pointer(&self->stale_doms, g_ptr_array_unref);
     g_clear_pointer(&self->disks, g_ptr_array_unref);
+    g_clear_pointer(&self->rbd_disks, g_ptr_array_unref);
     g_clear_pointer(&self->plan, vs_plan_free);
     g_clear_pointer(&self->clone_plan, vs_clone_plan_free);
     g_clear_pointer(&self->clone_plan_disks, g_ptr_array_unref);
@@ -685,12 +688,15 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
     self->journal->uuid = g_strdup(plan->uuid);
     self->journal->folder = g_strdup(self->folder);
 
-    self->method = plan->method == VS_METHOD_RBD    ? &vs_job_method_rbd
-                   : plan->method != VS_METHOD_COLD ? &vs_job_method_live
-                   : plan->active                   ? &vs_job_method_cold
-                                                    : &vs_job_method_offline;
+    self->method = plan->method == VS_METHOD_RBD     ? &vs_job_method_rbd
+                   : plan->method == VS_METHOD_MIXED ? &vs_job_method_mixed
+                   : plan->method != VS_METHOD_COLD  ? &vs_job_method_live
+                   : plan->active                    ? &vs_job_method_cold
+                                                     : &vs_job_method_offline;
     self->flatten = self->opts.flatten < 0 ? config->rbd.flatten : self->opts.flatten;
     self->disks = g_ptr_array_new_with_free_func(job_disk_free);
+    if (plan->method == VS_METHOD_MIXED)
+        self->rbd_disks = g_ptr_array_new_with_free_func(job_disk_free);
     for (guint i = 0; i < plan->disks->len; i++) {
         VsJobDisk *d = g_new0(VsJobDisk, 1);
         const char *ext = vs_format_name(self->opts.format);
@@ -699,7 +705,7 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
         d->image = g_strdup_printf("%s/%s.%s", self->folder, d->plan->target, ext);
         d->part = g_strdup_printf("%s.part", d->image);
         d->size = d->plan->capacity;
-        if (plan->method == VS_METHOD_RBD) {
+        if (d->plan->rbd) {
             VsRbdSpec *spec = &d->plan->rbd_spec;
             VsJournalRbd *jr = g_new0(VsJournalRbd, 1);
 
@@ -717,13 +723,13 @@ vs_job_new(guint id, const VsConfig *config, VsLibvirt *libvirt, VsPlan *plan,
             g_ptr_array_add(self->journal->rbd, jr);
             d->jr = jr;
         }
-        if (plan->method == VS_METHOD_COLD || plan->method == VS_METHOD_RBD)
+        if (plan->method == VS_METHOD_COLD || d->plan->rbd)
             d->delta = NULL; /* cold reads the disk's own chain; rbd copies nothing here */
         else if (self->opts.copy == VS_COPY_DIRECT)
             d->delta = g_strdup(d->part);
         else
             d->delta = g_strdup_printf("%s/%s.delta.qcow2", self->folder, d->plan->target);
-        g_ptr_array_add(self->disks, d);
+        g_ptr_array_add(d->plan->rbd && self->rbd_disks ? self->rbd_disks : self->disks, d);
     }
     vs_dbus_job1_set_method(self->iface, vs_method_name(plan->method));
     vs_dbus_job1_set_method_reason(self->iface, plan->method_reason);

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-G_STATIC_ASSERT(G_N_ELEMENTS(vs_method_words) == VS_METHOD_RBD + 2);
+G_STATIC_ASSERT(G_N_ELEMENTS(vs_method_words) == VS_METHOD_MIXED + 2);
 G_STATIC_ASSERT(G_N_ELEMENTS(vs_quiesce_words) == VS_QUIESCE_REQUIRE + 2);
 G_STATIC_ASSERT(G_N_ELEMENTS(vs_format_words) == VS_FORMAT_RAW + 2);
 G_STATIC_ASSERT(G_N_ELEMENTS(vs_copy_words) == VS_COPY_DIRECT + 2);

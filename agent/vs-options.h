@@ -6,7 +6,13 @@
 
 G_BEGIN_DECLS
 
-typedef enum { VS_METHOD_AUTO, VS_METHOD_LIVE, VS_METHOD_COLD, VS_METHOD_RBD } VsMethod;
+typedef enum {
+    VS_METHOD_AUTO,
+    VS_METHOD_LIVE,
+    VS_METHOD_COLD,
+    VS_METHOD_RBD,
+    VS_METHOD_MIXED, /* RBD and local disks: cluster snapshots and mirrors, one window */
+} VsMethod;
 typedef enum { VS_QUIESCE_OFF, VS_QUIESCE_TRY, VS_QUIESCE_REQUIRE } VsQuiesce;
 typedef enum { VS_FORMAT_QCOW2, VS_FORMAT_RAW } VsFormat;
 typedef enum { VS_COPY_SHALLOW, VS_COPY_DIRECT } VsCopy;

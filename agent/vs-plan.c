@@ -268,7 +268,7 @@ append_target(GString **list, const char *target)
  * snapshottable at all; @live_reason gets the first reason a live copy is impossible. */
 static gboolean
 choose_disks(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, GPtrArray *chosen,
-             char **live_reason, GError **error)
+             char **live_reason, char **file_reason, GError **error)
 {
     g_autoptr(GString) skipped = g_string_new(NULL);
 
@@ -302,10 +302,13 @@ choose_disks(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, GPtrA
         if (!*live_reason)
             *live_reason = live_obstacle(disk);
         g_ptr_array_add(chosen, disk);
-        if (disk->protocol && strcmp(disk->protocol, "rbd") == 0)
+        if (disk->protocol && strcmp(disk->protocol, "rbd") == 0) {
             append_target(&plan->rbd_targets, disk->target);
-        else
+        } else {
             append_target(&plan->file_targets, disk->target);
+            if (!*file_reason) /* mixed: the local disks are the live copy's */
+                *file_reason = live_obstacle(disk);
+        }
     }
     if (chosen->len == 0) {
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
@@ -331,23 +334,63 @@ block_jobs_supported(gpointer data, const char *target)
     return !(err && (err->code == VIR_ERR_CONFIG_UNSUPPORTED || err->code == VIR_ERR_NO_SUPPORT));
 }
 
+/* RBD and local disks together: the local ones are mirrored, the RBD ones snapshotted in
+ * the cluster, both cut in one freeze window. Anything that cannot give that one instant
+ * (a method for one kind, a domain that is off, a local disk no mirror can copy) is
+ * refused rather than taking two points in time. */
+static gboolean
+choose_mixed(VsPlan *plan, const VsSnapshotOptions *opts, const char *file_reason,
+             const char *first_target, VsBlockJobsProbe probe, gpointer probe_data, GError **error)
+{
+    gboolean active = plan->state == VIR_DOMAIN_RUNNING || plan->state == VIR_DOMAIN_PAUSED;
+    const char *rbd = plan->rbd_targets->str, *files = plan->file_targets->str;
+
+    if (opts->method != VS_METHOD_AUTO && opts->method != VS_METHOD_MIXED) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "domain '%s' mixes RBD disks (%s) and local disks (%s): method=%s cannot "
+                    "snapshot both; use method=mixed (or auto), or one kind with --disk",
+                    plan->name, rbd, files, vs_method_name(opts->method));
+        return FALSE;
+    }
+    if (!active) {
+        g_set_error(error, VS_ERROR, VS_ERROR_NOT_RUNNING,
+                    "domain '%s' is %s: a snapshot of RBD disks (%s) and local disks (%s) "
+                    "together copies the local ones live; start it, or snapshot each kind "
+                    "with --disk",
+                    plan->name, vs_domain_state_name(plan->state), rbd, files);
+        return FALSE;
+    }
+    if (file_reason) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "%s: beside RBD disks (%s) the local disks are copied live, which is "
+                    "impossible here; snapshot each kind with --disk",
+                    file_reason, rbd);
+        return FALSE;
+    }
+    if (!probe(probe_data, first_target)) {
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "the hypervisor does no block copy for '%s', which its local disks (%s) "
+                    "beside RBD disks need",
+                    plan->name, files);
+        return FALSE;
+    }
+    plan->method = VS_METHOD_MIXED;
+    plan->method_reason = g_strdup_printf("RBD disks (%s) snapshotted in the cluster and local "
+                                          "disks (%s) copied live, cut in one freeze window",
+                                          rbd, files);
+    return TRUE;
+}
+
 /* live, cold or offline, and why: the one place that picks the method. */
 static gboolean
 choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reason,
-              const char *first_target, VsBlockJobsProbe probe, gpointer probe_data, GError **error)
+              const char *file_reason, const char *first_target, VsBlockJobsProbe probe,
+              gpointer probe_data, GError **error)
 {
     gboolean active = plan->state == VIR_DOMAIN_RUNNING || plan->state == VIR_DOMAIN_PAUSED;
 
-    if (plan->rbd_targets && plan->file_targets) {
-        /* One freeze across a mirror and a cluster snapshot is not done yet: refuse
-         * rather than take two points in time. */
-        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
-                    "domain '%s' mixes RBD disks (%s) and local disks (%s): one consistent "
-                    "snapshot of both is not supported; snapshot them in two requests with "
-                    "--disk",
-                    plan->name, plan->rbd_targets->str, plan->file_targets->str);
-        return FALSE;
-    }
+    if (plan->rbd_targets && plan->file_targets)
+        return choose_mixed(plan, opts, file_reason, first_target, probe, probe_data, error);
     if (plan->rbd_targets) {
         if (opts->method != VS_METHOD_AUTO && opts->method != VS_METHOD_RBD) {
             g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
@@ -361,6 +404,12 @@ choose_method(VsPlan *plan, const VsSnapshotOptions *opts, const char *live_reas
         return TRUE;
     }
     switch (opts->method) {
+    case VS_METHOD_MIXED:
+        g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
+                    "method=mixed needs RBD and local disks together; '%s' has local disks "
+                    "only (%s)",
+                    plan->name, plan->file_targets->str);
+        return FALSE;
     case VS_METHOD_RBD:
         g_set_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED,
                     "method=rbd needs disks in Ceph RBD; '%s' has local disks (%s)", plan->name,
@@ -417,11 +466,20 @@ gboolean
 vs_plan_choose(VsPlan *plan, VsDomainXml *dx, const VsSnapshotOptions *opts, VsBlockJobsProbe probe,
                gpointer probe_data, GPtrArray *chosen, GError **error)
 {
-    g_autofree char *live_reason = NULL;
+    g_autofree char *live_reason = NULL, *file_reason = NULL;
+    const char *first_file = NULL;
 
-    if (!choose_disks(plan, dx, opts, chosen, &live_reason, error))
+    if (!choose_disks(plan, dx, opts, chosen, &live_reason, &file_reason, error))
         return FALSE;
-    return choose_method(plan, opts, live_reason, ((VsDisk *)g_ptr_array_index(chosen, 0))->target,
+    /* The probe asks about a disk the mirror would copy. */
+    for (guint i = 0; i < chosen->len && !first_file; i++) {
+        VsDisk *disk = g_ptr_array_index(chosen, i);
+
+        if (!disk->protocol || strcmp(disk->protocol, "rbd") != 0)
+            first_file = disk->target;
+    }
+    return choose_method(plan, opts, live_reason, file_reason,
+                         first_file ? first_file : ((VsDisk *)g_ptr_array_index(chosen, 0))->target,
                          probe, probe_data, error);
 }
 

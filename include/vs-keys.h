@@ -5,7 +5,8 @@
 
 /* Value words, in the order of the enums in agent/vs-options.h (VsMethod, VsQuiesce,
  * VsFormat, VsCopy): an enum value indexes its word. NULL-terminated. */
-static const char *const vs_method_words[] = {"auto", "live", "cold", "rbd", (const char *)0};
+static const char *const vs_method_words[] = {"auto", "live",  "cold",
+                                              "rbd",  "mixed", (const char *)0};
 static const char *const vs_quiesce_words[] = {"off", "try", "require", (const char *)0};
 static const char *const vs_format_words[] = {"qcow2", "raw", (const char *)0};
 static const char *const vs_copy_words[] = {"shallow", "direct", (const char *)0};

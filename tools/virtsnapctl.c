@@ -99,7 +99,7 @@ static const CtlOption ids_options[] = {
 static const CtlOption snapshot_options[] = {
     {"disk", 'd', OPT_LIST, "TARGET",
      "Snapshot this disk (repeatable; default: every writable file disk)"},
-    {"method", 'm', OPT_VALUE, "METHOD", "auto|live|cold|rbd (default auto)"},
+    {"method", 'm', OPT_VALUE, "METHOD", "auto|live|cold|rbd|mixed (default auto)"},
     {"quiesce", 'q', OPT_VALUE, "MODE", "off|try|require (default try)"},
     {"format", 'f', OPT_VALUE, "FORMAT", "qcow2|raw (default qcow2)"},
     {"compress", 'c', OPT_FLAG, NULL, "Compress the qcow2 image"},
@@ -202,7 +202,7 @@ static const Command commands[] = {
      1, 1, verify_options, ctl_verify},
     {"policy", "show|set|clear DOMAIN [KEY=VALUE...]", "Show, set or clear a domain's policy",
      "Keys: every=30s|15m|6h|1d|none, on-stop=none|snapshot, keep=1..10000, "
-     "quiesce=off|try|require, method=auto|live|cold|rbd, format=qcow2|raw. "
+     "quiesce=off|try|require, method=auto|live|cold|rbd|mixed, format=qcow2|raw. "
      "set changes only the keys given; KEY= or KEY=none clears one.",
      2, ANY_NUMBER, no_options, ctl_policy},
     /* browse */

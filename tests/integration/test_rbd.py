@@ -228,10 +228,15 @@ def test_rbd_cancel_during_flatten(lab, ceph, ragent):
 
 
 def test_mixed_domain_is_refused(lab, ceph, ragent):
+    # Shut off: the mixed method (test_mixed) copies the file disks live.
     guest = cephmod.make_rbd_guest(lab, ceph, 'mixed', 'vs', 'img', agent=False, file_disks=1)
     try:
         name, message = ragent.call_error('CreateSnapshot',
                                           GLib.Variant('(sa{sv})', ('mixed', {})))
+        assert name == 'org.virtsnap.Error.NotRunning', (name, message)
+        assert 'RBD disks (vda) and local disks (vdb) together' in message
+        name, message = ragent.call_error('CreateSnapshot', GLib.Variant(
+            '(sa{sv})', ('mixed', {'method': GLib.Variant('s', 'rbd')})))
         assert name == 'org.virtsnap.Error.Unsupported' and 'mixes RBD disks' in message
         # One request per kind works.
         props = ragent.snapshot('mixed', disks=['vdb'])

@@ -166,6 +166,29 @@ test_rbd(Fixture *f, gconstpointer data)
     g_assert_cmpstr(d->rbd_image, ==, "db2-vda");
 }
 
+/* A snapshot of the mixed method: refused, whichever kind of disk comes first. */
+static void
+test_mixed(Fixture *f, gconstpointer data)
+{
+    g_autofree char *file = g_strdup_printf(
+        "{\"target\": \"vdb\", \"image\": \"%s\", \"format\": \"qcow2\"}", f->image);
+    const char *rbd = "{\"target\": \"vda\", \"image\": \"rbd://f/vsdest/img-x/snap\", "
+                      "\"format\": \"rbd\", \"rbd\": {\"pool\": \"vsdest\", \"namespace\": "
+                      "\"\", \"image\": \"img-x\", \"snap\": \"snap\"}}";
+
+    for (int order = 0; order < 2; order++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(VsClonePlan) plan = NULL;
+        g_autofree char *disks = g_strdup_printf("%s, %s", order ? file : rbd, order ? rbd : file);
+
+        write_metadata(f, disks);
+        plan = vs_clone_plan_make(f->conn, f->dir, ID, "mix2", FALSE, FALSE, &error);
+        g_assert_null(plan);
+        g_assert_error(error, VS_ERROR, VS_ERROR_UNSUPPORTED);
+        g_assert_nonnull(strstr(error->message, "has RBD and file disks (disk vdb is a file)"));
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -176,5 +199,6 @@ main(int argc, char **argv)
     g_test_add("/clone-plan/image-outside-folder", Fixture, NULL, setup, test_image_outside_folder,
                teardown);
     g_test_add("/clone-plan/rbd", Fixture, NULL, setup, test_rbd, teardown);
+    g_test_add("/clone-plan/mixed", Fixture, NULL, setup, test_mixed, teardown);
     return g_test_run();
 }

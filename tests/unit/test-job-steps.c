@@ -23,12 +23,16 @@ static const char *const rbd_phases[] = {"clear-jobs", "prepare", "freeze-window
                                          "clone",      "catalog", NULL};
 static const char *const clone_phases[] = {"prepare", "overlay", "copy",    "flatten",
                                            "define",  "start",   "catalog", NULL};
+static const char *const mixed_phases[] = {"clear-jobs",    "prepare",  "copy",  "wait-ready",
+                                           "freeze-window", "redefine", "clone", "flatten",
+                                           "catalog",       NULL};
 static const char *const no_phases[] = {NULL};
 
 static const MethodCase cases[] = {
     {&vs_job_method_live, live_phases},       {&vs_job_method_cold, cold_phases},
     {&vs_job_method_offline, offline_phases}, {&vs_job_method_rbd, rbd_phases},
     {&vs_job_method_recovery, no_phases},     {&vs_job_method_clone, clone_phases},
+    {&vs_job_method_mixed, mixed_phases},
 };
 
 static gboolean

@@ -187,15 +187,76 @@ test_asked(void)
     run_rows(asked_rows, G_N_ELEMENTS(asked_rows));
 }
 
-/* RBD and local disks together would be two points in time: refused whatever is asked. */
+/* RBD and local disks together: one method that cuts both in one window, or a refusal,
+ * never two points in time. */
+static const char mixed_block_xml[] =
+    DOMAIN(RBD_DISK("vda", "pool/vm1-root") BLOCK_DISK("vdb", "/dev/vg0/data"));
+
+/* clang-format off */
+static const Row mixed_rows[] = {
+    {{mixed_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE},
+     VS_METHOD_MIXED, 0, "RBD disks (vda) snapshotted in the cluster and local disks (vdb) "
+     "copied live, cut in one freeze window", 1},
+    {{mixed_xml, VIR_DOMAIN_PAUSED, VS_METHOD_MIXED, TRUE},
+     VS_METHOD_MIXED, 0, "cut in one freeze window", 1},
+    {{mixed_xml, VIR_DOMAIN_SHUTOFF, VS_METHOD_AUTO, TRUE},
+     REFUSED, VS_ERROR_NOT_RUNNING, "domain 'vm1' is shutoff: a snapshot of RBD disks (vda) "
+     "and local disks (vdb) together copies the local ones live", 0},
+    {{mixed_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, FALSE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "does no block copy for 'vm1'", 0},
+    {{mixed_block_xml, VIR_DOMAIN_RUNNING, VS_METHOD_AUTO, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "disk vdb is a block device (/dev/vg0/data): beside RBD "
+     "disks (vda) the local disks are copied live", 0},
+    {{files_xml, VIR_DOMAIN_RUNNING, VS_METHOD_MIXED, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "method=mixed needs RBD and local disks together", 0},
+    {{rbd_xml, VIR_DOMAIN_RUNNING, VS_METHOD_MIXED, TRUE},
+     REFUSED, VS_ERROR_UNSUPPORTED, "use method=rbd (or auto)", 0},
+};
+/* clang-format on */
+
 static void
 test_mixed(void)
 {
-    for (VsMethod m = VS_METHOD_AUTO; m <= VS_METHOD_RBD; m++) {
+    run_rows(mixed_rows, G_N_ELEMENTS(mixed_rows));
+    /* A method for one kind of disk cannot take both at one instant. */
+    for (VsMethod m = VS_METHOD_LIVE; m <= VS_METHOD_RBD; m++) {
         const Case mixed = {mixed_xml, VIR_DOMAIN_RUNNING, m, TRUE};
+        g_autofree char *text = g_strdup_printf(
+            "mixes RBD disks (vda) and local disks (vdb): method=%s cannot snapshot both",
+            vs_method_name(m));
 
-        expect_refused(&mixed, VS_ERROR_UNSUPPORTED,
-                       "mixes RBD disks (vda) and local disks (vdb): one consistent snapshot");
+        expect_refused(&mixed, VS_ERROR_UNSUPPORTED, text);
+    }
+}
+
+/* disks= naming one kind only picks that kind's plain method. */
+static void
+test_mixed_one_kind(void)
+{
+    static const struct {
+        const char *disk;
+        VsMethod method;
+    } kinds[] = {{"vda", VS_METHOD_RBD}, {"vdb", VS_METHOD_LIVE}};
+
+    for (gsize i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        g_autoptr(VsPlan) plan = g_new0(VsPlan, 1);
+        g_autoptr(VsDomainXml) dx = vs_domain_xml_parse(mixed_xml, NULL);
+        g_autoptr(GPtrArray) chosen = g_ptr_array_new();
+        g_auto(VsSnapshotOptions) opts;
+        g_autoptr(GError) error = NULL;
+        Probe probe = {0};
+        const char *only[] = {kinds[i].disk, NULL};
+
+        plan->disks = g_ptr_array_new();
+        plan->name = g_strdup("vm1");
+        plan->state = VIR_DOMAIN_RUNNING;
+        vs_snapshot_options_init(&opts);
+        opts.disks = g_strdupv((char **)only);
+        probe.block_jobs = TRUE;
+        g_assert_true(vs_plan_choose(plan, dx, &opts, probe_block_jobs, &probe, chosen, &error));
+        g_assert_no_error(error);
+        g_assert_cmpuint(chosen->len, ==, 1);
+        g_assert_cmpstr(vs_method_name(plan->method), ==, vs_method_name(kinds[i].method));
     }
 }
 
@@ -285,6 +346,7 @@ main(int argc, char **argv)
     g_test_add_func("/plan/auto", test_auto);
     g_test_add_func("/plan/asked", test_asked);
     g_test_add_func("/plan/mixed", test_mixed);
+    g_test_add_func("/plan/mixed-one-kind", test_mixed_one_kind);
     g_test_add_func("/plan/disks", test_disks);
     g_test_add_func("/plan/encrypted", test_encrypted);
     return g_test_run();

@@ -54,7 +54,8 @@ METHODS = {
     # clean run's is 'fclone-ok'); a revert to an older content (its write-back ends only
     # after every disk is written, and the journal record with it).
     'clone': dict(word='clone', options={'name': 'fclone'},
-                  phases=['prepare', 'overlay', 'define', 'catalog'], delayed={}),
+                  phases=['prepare', 'overlay', 'define', 'catalog'],
+                  delayed={'overlay': 'child'}),
     'clonefull': dict(word='clone', options={'name': 'fclone', 'full': True},
                       phases=['prepare', 'copy', 'define', 'catalog'],
                       delayed={'copy': 'child'}),

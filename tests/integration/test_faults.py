@@ -9,7 +9,8 @@ job shown interrupted (kill) or failed with IO (error).
 
 Needs an agent built with -Dfault_injection=true (run-tests' build-ci): it reads
 VIRTSNAP_FAULT=METHOD:PHASE:ACTION[:DELAY_MS]. One guest serves every method (live, the
-legacy undefine path, cold on the running guest, then offline once it is shut off). The
+legacy undefine path, cold on the running guest, then offline once it is shut off; then
+a clone -- instant and full -- of one of its snapshots, and a revert to it). The
 matrix goes to <stage>/results/fault-matrix-MODE.txt and, through conftest's
 pytest_terminal_summary, to the run's output."""
 

@@ -93,11 +93,23 @@ cmdline_names(GPid pid, const char *folder)
 gboolean
 vs_child_end_leftover(GPid pid, guint64 start, const char *folder)
 {
+    const char *names[] = {folder, NULL};
+
+    return vs_child_end_leftover_names(pid, start, folder ? names : NULL);
+}
+
+gboolean
+vs_child_end_leftover_names(GPid pid, guint64 start, const char *const *names)
+{
+    gboolean named = FALSE;
+
     if (pid <= 1 || vs_child_start_time(pid) != start || is_gone(pid))
         return TRUE; /* gone, or the pid is another process's now */
-    if (!cmdline_names(pid, folder)) {
+    for (guint i = 0; names && names[i] && !named; i++)
+        named = cmdline_names(pid, names[i]);
+    if (!named) {
         g_message("process %d is not the job's child any more (it names no %s): left alone",
-                  (int)pid, folder ? folder : "folder");
+                  (int)pid, names && names[0] ? names[0] : "folder");
         return TRUE;
     }
     g_message("ending leftover child process %d of an interrupted job", (int)pid);

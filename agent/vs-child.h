@@ -27,6 +27,8 @@ guint64 vs_child_start_time(GPid pid);
  * line names @folder, and waits (a few seconds at most) until it is gone. TRUE when there
  * is no such process any more. */
 gboolean vs_child_end_leftover(GPid pid, guint64 start, const char *folder);
+/* The same; the command line must name one of @names (a folder, or a disk's image). */
+gboolean vs_child_end_leftover_names(GPid pid, guint64 start, const char *const *names);
 
 /* A VsChildFunc that journals a job's children (@data: the VsJob). */
 void vs_job_child_note(GPid pid, gboolean running, gpointer data);

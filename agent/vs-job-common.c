@@ -36,8 +36,12 @@ vs_job_journal_save(VsJob *job, GError **error)
     gboolean ok;
 
     g_mutex_lock(&job->lock);
-    g_free(job->journal->phase);
-    job->journal->phase = g_strdup(vs_phase_name(job->phase));
+    /* A repair keeps the phase the interrupted job was in: it is what the repair reports
+     * (a revert's undo saves the record mid-way; its phase would read "cleanup"). */
+    if (!job->recovery || !job->journal->phase) {
+        g_free(job->journal->phase);
+        job->journal->phase = g_strdup(vs_phase_name(job->phase));
+    }
     ok = vs_journal_write(job->state_dir, job->journal, error);
     g_mutex_unlock(&job->lock);
     return ok;

@@ -633,8 +633,10 @@ write_next(VsJob *job)
     args[n++] = sd->image;
     args[n++] = d->plan->source;
     args[n] = NULL;
-    vs_qemu_img_run_async(args, on_write_progress, job, job->cancellable, write_done,
-                          g_object_ref(job));
+    /* Journaled: a restarted agent ends a qemu-img that outlived us (it names the disk,
+     * not the job's folder: vs-job-undo.c accepts the journaled disks' images too). */
+    vs_qemu_img_run_async_full(args, vs_job_child_note, job, on_write_progress, job,
+                               job->cancellable, write_done, g_object_ref(job));
 }
 
 /* Journaled first: from here on, undo writes the safety copy back. */

@@ -179,11 +179,23 @@ static gboolean
 undo_children(VsJob *job, GError **error)
 {
     VsJournalEntry *j = job->journal;
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
 
+    /* A revert's write-back names the disk it writes, not the job's folder. */
+    if (j->folder)
+        g_ptr_array_add(names, j->folder);
+    for (guint i = 0; j->revert_disks && i < j->revert_disks->len; i++) {
+        VsJournalRevertDisk *jd = g_ptr_array_index(j->revert_disks, i);
+
+        if (jd->image && *jd->image)
+            g_ptr_array_add(names, jd->image);
+    }
+    g_ptr_array_add(names, NULL);
     for (guint i = 0; i < j->children->len; i++) {
         const VsJournalChild *c = &g_array_index(j->children, VsJournalChild, i);
 
-        if (!vs_child_end_leftover((GPid)c->pid, c->start, j->folder)) {
+        if (!vs_child_end_leftover_names((GPid)c->pid, c->start,
+                                         (const char *const *)names->pdata)) {
             g_set_error(error, VS_ERROR, VS_ERROR_FAILED,
                         "cannot end the job's leftover process %" G_GINT64_FORMAT, c->pid);
             return FALSE; /* the journal keeps it; the next start tries again */

@@ -9,13 +9,15 @@ job shown interrupted (kill) or failed with IO (error).
 
 Needs an agent built with -Dfault_injection=true (run-tests' build-ci): it reads
 VIRTSNAP_FAULT=METHOD:PHASE:ACTION[:DELAY_MS]. One guest serves every method (live, the
-legacy undefine path, cold on the running guest, then offline once it is shut off). The
+legacy undefine path, cold on the running guest, then offline once it is shut off; then
+a clone -- instant and full -- of one of its snapshots, and a revert to it). The
 matrix goes to <stage>/results/fault-matrix-MODE.txt and, through conftest's
 pytest_terminal_summary, to the run's output."""
 
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -49,9 +51,24 @@ METHODS = {
     'rbd': dict(word='rbd', options={},
                 phases=['prepare', 'freeze-window', 'clone', 'catalog'],
                 delayed={}),
+    # On the shut-off guest, of one of its snapshots (SNAP): a clone named 'fclone' (the
+    # clean run's is 'fclone-ok'); a revert to an older content (its write-back ends only
+    # after every disk is written, and the journal record with it).
+    'clone': dict(word='clone', options={'name': 'fclone'},
+                  phases=['prepare', 'overlay', 'define', 'catalog'],
+                  delayed={'overlay': 'child'}),
+    'clonefull': dict(word='clone', options={'name': 'fclone', 'full': True},
+                      phases=['prepare', 'copy', 'define', 'catalog'],
+                      delayed={'copy': 'child'}),
+    'revert': dict(word='revert', options={},
+                   phases=['prepare', 'extract', 'catalog', 'write-back'],
+                   delayed={'extract': 'child', 'write-back': 'child'}),
 }
-# offline last: it shuts the shared guest down.
-ORDER = ['live', 'legacy', 'cold', 'rbd', 'offline']
+# offline after the methods of a running guest: it shuts the shared guest down; clone and
+# revert need it shut off.
+ORDER = ['live', 'legacy', 'cold', 'rbd', 'offline', 'clone', 'clonefull', 'revert']
+# What the clone and revert points share: the snapshot they use, the disk's content before.
+SNAP = {}
 RBD_CONFIG = '\n[rbd]\ndest_pool = vsdest\nconnect_timeout_s = 3\n'
 
 
@@ -68,15 +85,16 @@ def _points():
             # runs -- but catalog's end is the published snapshot: it fails at its start.
             points.append((name, phase, 'error', 0 if phase == 'catalog' else 1))
     points.append(('offline', '-', 'clean', 0))  # the job after the last point works
+    points.append(('revert', '-', 'final', 0))  # and a revert: to the snapshot's content
     return points
 
 
 POINTS = _points()
-N_FAULT_POINTS = sum(1 for p in POINTS if p[2] != 'clean')
+N_FAULT_POINTS = sum(1 for p in POINTS if p[2] not in ('clean', 'final'))
 
 
 def _point_id(p):
-    return f'{p[0]}-clean' if p[2] == 'clean' else f'{p[0]}-{p[1]}-{p[2]}-{p[3]}'
+    return f'{p[0]}-{p[2]}' if p[2] in ('clean', 'final') else f'{p[0]}-{p[1]}-{p[2]}-{p[3]}'
 
 
 def _matrix_file():
@@ -260,6 +278,118 @@ def check_domain(lab, agent, guest, expect_state, xml_before, visible_before, ce
     return wrong
 
 
+def start_job(agent, guest, name, options):
+    """The point's job: a snapshot of @guest, or a clone of / revert to SNAP['id']."""
+    if name.startswith('clone'):
+        typed = {k: GLib.Variant('b' if isinstance(v, bool) else 's', v)
+                 for k, v in options.items()}
+        return agent.call('CloneSnapshot', GLib.Variant('(sa{sv})', (SNAP['id'], typed)))[0]
+    if name == 'revert':
+        return agent.call('RevertSnapshot', GLib.Variant('(sa{sv})', (SNAP['id'], {})))[0]
+    return agent.create(guest.name, **options)
+
+
+def listed_snapshots(agent, guest):
+    (listed,) = agent.call('ListSnapshots', GLib.Variant('(s)', (guest.name,)))
+    return {s['id']: s for s in listed}
+
+
+def same_content(image, other, other_format=None):
+    """qemu-img compare of what a guest reads from the two (-U: read while others hold)."""
+    args = ['qemu-img', 'compare', '-U'] + (['-F', other_format] if other_format else [])
+    r = subprocess.run(args + [image, other], capture_output=True, text=True)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode == 0
+
+
+def domain_uuids(lab):
+    return set(lab.virsh('list', '--all', '--uuid').split())
+
+
+def clone_state(lab, agent, guest):
+    """What a clone point must not change: the domains, the clone folders, the snapshot."""
+    clones = os.path.join(agent.snapshot_dir, 'clones')
+    image = SNAP['image']
+    st = os.stat(image)
+    return dict(uuids=domain_uuids(lab),
+                clones=sorted(os.listdir(clones)) if os.path.isdir(clones) else [],
+                image=(st.st_size, st.st_mtime_ns))
+
+
+def check_clone(lab, agent, guest, before, finished):
+    """Nothing of the clone left (by name, by UUID, its folder), the snapshot intact."""
+    if finished:
+        return []  # a kill after the job's end: the clone stays, as it should
+    wrong = []
+    if lab.virsh_result('dominfo', 'fclone').returncode == 0:
+        wrong.append('clone domain fclone left defined')
+    now = clone_state(lab, agent, guest)
+    if now['uuids'] != before['uuids']:
+        wrong.append(f"domains {sorted(now['uuids'] ^ before['uuids'])} appeared or went")
+    if now['clones'] != before['clones']:
+        wrong.append(f"clone folders {now['clones']}, were {before['clones']}")
+    if now['image'] != before['image']:
+        wrong.append("the snapshot's image changed")
+    if SNAP['id'] not in listed_snapshots(agent, guest):
+        wrong.append('the snapshot is not listed any more')
+    return wrong
+
+
+def check_revert(guest, finished):
+    """The disk holds its old content, or (only after a finished revert) the snapshot's."""
+    disk = guest.disks[0]['path']
+    if finished:
+        return [] if same_content(disk, SNAP['image']) else ["disk lacks the snapshot's content"]
+    return [] if same_content(disk, SNAP['baseline'], 'raw') else ['disk content changed']
+
+
+def set_up_snap(lab, agent, guest, name):
+    """SNAP: the guest's oldest snapshot (taken while it ran: not what its disk holds now)."""
+    if 'id' not in SNAP:
+        listed = listed_snapshots(agent, guest)
+        SNAP['id'] = min(listed)
+        SNAP['image'] = listed[SNAP['id']]['disks'][0]['image']
+    if name == 'revert' and 'baseline' not in SNAP:
+        # The disk's content before the revert points, to compare each one with; the
+        # snapshot's must differ, or a revert that wrote would go unseen.
+        SNAP['baseline'] = lab.path('fault-baseline.raw')
+        subprocess.run(['qemu-img', 'convert', '-U', '-O', 'raw', guest.disks[0]['path'],
+                        SNAP['baseline']], check=True)
+        assert not same_content(SNAP['image'], SNAP['baseline'], 'raw')
+
+
+def run_clean_clone_revert(lab, guest, name, m, final=False):
+    a = Agent(lab, name='agent-faults')
+    since = log_size(a)
+    a.start()
+    try:
+        set_up_snap(lab, a, guest, 'clone')
+        options = dict(m['options'])
+        if name.startswith('clone'):
+            options['name'] = f'fclone-ok-{name}'
+        if name == 'revert' and not final:
+            # To the newest snapshot, what the disk holds: the points then revert from it.
+            props = a.wait_job(a.call('RevertSnapshot', GLib.Variant(
+                '(sa{sv})', (max(listed_snapshots(a, guest)), {})))[0], timeout=180)
+            set_up_snap(lab, a, guest, name)
+        else:
+            props = a.wait_job(start_job(a, guest, name, options), timeout=180)
+        assert props['State'] == 'succeeded', props['Error']
+        seen = phases_of_job(a, since, props['Id'])
+        assert seen == m['phases'] + ['done'], (name, seen)
+        if name.startswith('clone'):  # defined; undefined, it holds the snapshot no more
+            lab.virsh('undefine', options['name'])
+        if final:
+            assert check_revert(guest, True) == []
+            # Deletable: no clone, export or job of the points holds it.
+            a.call('DeleteSnapshot', GLib.Variant('(s)', (SNAP['id'],)))
+            assert SNAP['id'] not in listed_snapshots(a, guest)
+    finally:
+        a.stop()
+    assert guest.state() == 'shut off'
+    return seen
+
+
 def run_clean(lab, guest, name, m, ceph=None):
     if name == 'offline' and guest.state() != 'shut off':
         guest.destroy()
@@ -283,9 +413,17 @@ def run_clean(lab, guest, name, m, ceph=None):
     return seen
 
 
+def check_clone_revert(lab, agent, guest, name, clone_before, finished):
+    if name.startswith('clone'):
+        return check_clone(lab, agent, guest, clone_before, finished)
+    if name == 'revert':
+        return check_revert(guest, finished)
+    return []
+
+
 def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
     """One point; returns (line for the matrix, list of what is wrong)."""
-    expect_state = 'shut off' if name == 'offline' else 'running'
+    expect_state = 'running' if name in ('live', 'legacy', 'cold', 'rbd') else 'shut off'
     xml_before = guest.inactive_xml()
     spec = f"{m['word']}:{phase}:{action}:{300 if delay == 'held' else delay}"
     env = dict(os.environ, VIRTSNAP_FAULT=spec)
@@ -298,8 +436,10 @@ def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
     t0 = time.monotonic()
     held = path = None
     options = dict(m['options'], **(m.get('child_options', {}) if delay == 'child' else {}))
+    clone_before = clone_state(lab, first, guest) if name.startswith('clone') else None
+    finished = False
     try:
-        path = first.create(guest.name, **options)
+        path = start_job(first, guest, name, options)
         if delay == 'held':
             # Once planned (planning asks QEMU) and before the save has got far (it takes
             # longer than this loop's round trips): QEMU stops, and so does the save.
@@ -369,10 +509,14 @@ def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
                     wrong.append(f"recovery job {props['State']}: {props['Error']}")
                 elif f'interrupted by an agent restart in phase' not in props['Error']:
                     wrong.append(f"recovery job's error: {props['Error']}")
+                elif delay == 'child' and f'in phase {phase};' not in props['Error']:
+                    # (the child is journaled in its step: the record names that step)
+                    wrong.append(f"recovery job names another phase: {props['Error']}")
             elif props is not None:
                 wrong.append(f'unexpected job {props}')
             wrong += check_domain(lab, second, guest, expect_state, xml_before, visible_before,
                                   ceph)
+            wrong += check_clone_revert(lab, second, guest, name, clone_before, finished)
             job = f"{props['State']}: {props['Error']}" if props else 'no record, no job'
         finally:
             if held:
@@ -387,6 +531,7 @@ def run_point(lab, guest, name, m, phase, action, delay, ceph=None):
                 wrong.append(f"job {props['State']} {props['ErrorName']}: {props['Error']}")
             wrong += check_domain(lab, first, guest, expect_state, xml_before, visible_before,
                                   ceph)
+            wrong += check_clone_revert(lab, first, guest, name, clone_before, False)
             job = f"{props['State']} {props['ErrorName'].rsplit('.', 1)[-1]}: {props['Error']}"
         finally:
             first.stop()
@@ -406,6 +551,9 @@ def test_fault_point(lab, guest, point, request):
     ceph = request.getfixturevalue('ceph') if name == 'rbd' else None
     if ceph is not None:
         guest = request.getfixturevalue('rbdguest')
+    if action in ('clean', 'final') and name in ('clone', 'clonefull', 'revert'):
+        run_clean_clone_revert(lab, guest, name, m, final=action == 'final')
+        return
     if action == 'clean':
         run_clean(lab, guest, name, m, ceph)
         return

@@ -104,6 +104,37 @@ test_end_leftover(void)
     g_assert_cmpint(g_subprocess_get_term_sig(proc), ==, SIGKILL);
 }
 
+/* A revert's write-back names the domain's disk, not the job's folder: any of the names. */
+static void
+test_end_leftover_names(void)
+{
+    const char *argv[] = {"tail", "-f", "/dev/null", "/var/lib/images/vda.qcow2", NULL};
+    const char *others[] = {"/snap/.x.partial", "/var/lib/images/vdb.qcow2", NULL};
+    const char *names[] = {"/snap/.x.partial", "/var/lib/images/vda.qcow2", NULL};
+    g_autoptr(GSubprocessLauncher) launcher = vs_child_launcher_new(
+        G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+    g_autoptr(GSubprocess) proc = NULL;
+    g_autoptr(GError) error = NULL;
+    GPid pid;
+    guint64 start;
+
+    proc = g_subprocess_launcher_spawnv(launcher, argv, &error);
+    g_assert_no_error(error);
+    pid = vs_child_pid(proc);
+    start = vs_child_start_time(pid);
+    g_assert_cmpuint(start, >, 0);
+
+    g_assert_true(vs_child_end_leftover_names(pid, start, others));
+    g_assert_true(vs_child_end_leftover_names(pid, start, NULL));
+    g_assert_true(vs_child_end_leftover(pid, start, NULL));
+    g_assert_cmpuint(vs_child_start_time(pid), ==, start); /* still running */
+
+    g_assert_true(vs_child_end_leftover_names(pid, start, names));
+    g_assert_true(g_subprocess_wait(proc, NULL, NULL));
+    g_assert_true(g_subprocess_get_if_signaled(proc));
+    g_assert_cmpint(g_subprocess_get_term_sig(proc), ==, SIGKILL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -111,5 +142,6 @@ main(int argc, char **argv)
     g_test_add_func("/fault/parse-good", test_parse_good);
     g_test_add_func("/fault/parse-bad", test_parse_bad);
     g_test_add_func("/fault/end-leftover", test_end_leftover);
+    g_test_add_func("/fault/end-leftover-names", test_end_leftover_names);
     return g_test_run();
 }

@@ -74,6 +74,24 @@ is_gone(GPid pid)
     return !rest || g_str_has_prefix(g_strchug(rest), "Z"); /* a zombie holds nothing */
 }
 
+/* @arg is @name, a path inside it, or a qemu-img json: image name holding one (an
+ * encrypted image is named that way): never a sibling that merely starts alike. */
+static gboolean
+arg_names(const char *arg, const char *name)
+{
+    gsize n = strlen(name);
+
+    if (strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '/'))
+        return TRUE;
+    if (g_str_has_prefix(arg, "json:")) {
+        for (const char *p = strstr(arg, name); p; p = strstr(p + 1, name)) {
+            if (p[n] == '"' || p[n] == '/')
+                return TRUE;
+        }
+    }
+    return FALSE;
+}
+
 static gboolean
 cmdline_names(GPid pid, const char *folder)
 {
@@ -84,7 +102,7 @@ cmdline_names(GPid pid, const char *folder)
     if (!folder || !*folder || !g_file_get_contents(path, &text, &len, NULL))
         return FALSE;
     for (gsize i = 0; i < len; i += strlen(text + i) + 1) {
-        if (g_str_has_prefix(text + i, folder))
+        if (arg_names(text + i, folder))
             return TRUE;
     }
     return FALSE;

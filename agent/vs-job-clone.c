@@ -81,7 +81,7 @@ file_overlay(VsJob *job, VsCloneDisk *d, GError **error)
     if (g_chmod(d->image, 0400) < 0)
         return vs_set_errno_error(error, errno, "cannot make %s read-only", d->image);
     /* Journaled like every child of a job; this worker waits for it (PDEATHSIG). */
-    if (!(out = vs_qemu_img_run_sync_full(args, vs_job_child_note, job, error)))
+    if (!(out = vs_qemu_img_run_sync_full(args, NULL, vs_job_child_note, job, error)))
         return FALSE;
     if (g_chmod(overlay, 0600) < 0)
         return vs_set_errno_error(error, errno, "cannot set the mode of %s", overlay);

@@ -581,8 +581,8 @@ write_encrypted(VsJob *job, VsJobDisk *d, VsRevertDisk *sd)
     args[n++] = from;
     args[n++] = to;
     args[n] = NULL;
-    vs_qemu_img_run_async_secrets(args, secrets, on_write_progress, job, job->cancellable,
-                                  write_done, g_object_ref(job));
+    vs_qemu_img_run_async_full(args, secrets, vs_job_child_note, job, on_write_progress, job,
+                               job->cancellable, write_done, g_object_ref(job));
 }
 
 static void
@@ -635,7 +635,7 @@ write_next(VsJob *job)
     args[n] = NULL;
     /* Journaled: a restarted agent ends a qemu-img that outlived us (it names the disk,
      * not the job's folder: vs-job-undo.c accepts the journaled disks' images too). */
-    vs_qemu_img_run_async_full(args, vs_job_child_note, job, on_write_progress, job,
+    vs_qemu_img_run_async_full(args, NULL, vs_job_child_note, job, on_write_progress, job,
                                job->cancellable, write_done, g_object_ref(job));
 }
 

@@ -234,8 +234,12 @@ resume_done(GObject *source, GAsyncResult *result, gpointer data)
     VsJob *job = VS_JOB(source);
     GError *error = NULL;
     const VsJobStep *step;
+    gboolean lost_again;
 
     g_task_propagate_boolean(G_TASK(result), &error);
+    /* Gone again means the new connection died too; a failure on a live one (the domain
+     * gone with its QEMU, say) is the job's failure, never a reason to try once more. */
+    lost_again = job->resume_conn && virConnectIsAlive(job->resume_conn) != 1;
     g_clear_pointer(&job->resume_conn, virConnectClose);
     if (job->phase != job->resume_phase) { /* failed or cancelled meanwhile: undo's turn */
         g_clear_error(&error);
@@ -243,7 +247,7 @@ resume_done(GObject *source, GAsyncResult *result, gpointer data)
             undo_start(job);
         return;
     }
-    if (error && conn_lost(job)) { /* gone again: wait for the next connection */
+    if (error && lost_again) { /* gone again: wait for the next connection */
         JOB_LOG(job, G_LOG_LEVEL_MESSAGE, "resume: %s", error->message);
         g_error_free(error);
         resume_start(job);

@@ -30,6 +30,8 @@ keep_thawing_thread(GTask *task, gpointer source, gpointer data, GCancellable *c
     for (int attempt = 1;; attempt++) {
         int code;
 
+        /* Each try bounded, even when the window has put libvirt's default back. */
+        virDomainAgentSetResponseTimeout(dom, job->config->agent_timeout_s, 0);
         if (virDomainFSThaw(dom, NULL, 0, 0) >= 0) {
             if (attempt > 1)
                 JOB_LOG(job, G_LOG_LEVEL_MESSAGE,
@@ -40,8 +42,7 @@ keep_thawing_thread(GTask *task, gpointer source, gpointer data, GCancellable *c
         /* Only an agent that does not answer (or whose last call holds libvirt's agent
          * job) is worth another try; any other answer means there is nothing to thaw. */
         code = virGetLastErrorCode();
-        if ((code != VIR_ERR_AGENT_UNRESPONSIVE && code != VIR_ERR_OPERATION_TIMEOUT) ||
-            vs_now_ms() - t0 > THAW_KEEP_MS) {
+        if (!vs_freeze_agent_hangs(code) || vs_now_ms() - t0 > THAW_KEEP_MS) {
             JOB_LOG(job, G_LOG_LEVEL_WARNING, "thawing %s failed: %s", job->domain,
                     virGetLastErrorMessage());
             break;
@@ -53,13 +54,12 @@ keep_thawing_thread(GTask *task, gpointer source, gpointer data, GCancellable *c
                     job->domain, virGetLastErrorMessage());
         g_usleep(THAW_KEEP_PAUSE_MS * 1000);
     }
+    virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
     g_task_return_boolean(task, TRUE);
 }
 
-/* Thaws @dom in the background, again and again while its agent does not answer. Any
- * thread. */
-static void
-keep_thawing(VsJob *job, virDomainPtr dom)
+void
+vs_freeze_keep_thawing(VsJob *job, virDomainPtr dom)
 {
     g_autoptr(GTask) task = g_task_new(job, NULL, NULL, NULL);
 
@@ -79,7 +79,7 @@ watchdog_cb(gpointer data)
     JOB_LOG(job, G_LOG_LEVEL_WARNING, "%s still frozen after %u ms: thawing now", job->domain,
             job->freeze_limit_ms);
     job->watchdog_fired = TRUE;
-    keep_thawing(job, job->plan->dom);
+    vs_freeze_keep_thawing(job, job->plan->dom);
     return G_SOURCE_REMOVE;
 }
 
@@ -97,6 +97,12 @@ arm_watchdog(gpointer data)
 /* Without a freeze, a guest with several disks is paused instead so that the cut is
  * taken at the same instant on every disk. */
 gboolean
+vs_freeze_agent_hangs(int code)
+{
+    return code == VIR_ERR_AGENT_UNRESPONSIVE || code == VIR_ERR_OPERATION_TIMEOUT;
+}
+
+gboolean
 vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **error)
 {
     virDomainPtr dom = job->plan->dom;
@@ -105,6 +111,7 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
         job->opts.quiesce != VS_QUIESCE_OFF && job->plan->agent_connected && running;
     gboolean multi = job->disks->len + (job->rbd_disks ? job->rbd_disks->len : 0) > 1;
     gboolean frozen = FALSE, suspended = FALSE, thawed = FALSE, alive;
+    gboolean maybe_frozen = FALSE; /* a freeze call that timed out: qemu-ga may still do it */
     g_autoptr(GError) stop_error = NULL;
     gint64 t0, t_pause = 0;
 
@@ -134,8 +141,15 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
                 g_set_error(error, VS_ERROR, VS_ERROR_NOT_CONNECTED, "%s", freeze_error->message);
                 return FALSE;
             }
+            /* An agent that did not answer in time may still freeze the guest afterwards
+             * (a slow flush): thawed in the background until it answers. */
+            maybe_frozen = vs_freeze_agent_hangs(virGetLastErrorCode());
             if (job->opts.quiesce == VS_QUIESCE_REQUIRE) {
-                virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
+                if (maybe_frozen)
+                    vs_freeze_keep_thawing(job, dom); /* it puts the timeout back */
+                else
+                    virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT,
+                                                     0);
                 g_set_error(error, VS_ERROR, VS_ERROR_QUIESCE_FAILED, "%s", freeze_error->message);
                 return FALSE; /* undo stops the copies */
             }
@@ -180,11 +194,14 @@ vs_freeze_window(VsJob *job, VsFreezeCutFunc cut, gint64 *t_start, GError **erro
         if (!thawed && !stop_error)
             vs_set_libvirt_error(&stop_error, "thawing the guest");
         if (!thawed && virConnectIsAlive(job->plan->conn) == 1) {
-            keep_thawing(job, dom); /* the job goes on to fail; the thaw goes on too */
-            thawed = TRUE;          /* in its hands now, not undo's */
+            vs_freeze_keep_thawing(job, dom); /* the job goes on to fail; the thaw too */
+            thawed = TRUE;                    /* in its hands now, not undo's */
         }
     }
-    if (want_freeze)
+    if (maybe_frozen)
+        vs_freeze_keep_thawing(job, dom);
+    /* A background thaw puts libvirt's default back itself, when it ends. */
+    if (want_freeze && !maybe_frozen && !job->watchdog_fired && !(frozen && !thawed))
         virDomainAgentSetResponseTimeout(dom, VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT, 0);
     if (frozen)
         job->freeze_ms = vs_now_ms() - t0;

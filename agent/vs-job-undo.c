@@ -3,6 +3,7 @@
  * clones and files. Each part is read from the journal, so the same code repairs the job
  * of an agent that crashed (a recovery job runs every part). */
 #include "vs-job-private.h"
+#include "vs-freeze.h"
 #include "vs-child.h"
 #include "vs-domain-xml.h"
 #include "vs-error.h"
@@ -112,9 +113,13 @@ undo_restart(VsJob *job, virDomainPtr dom, GError **error)
 static void
 undo_thaw(VsJob *job, virDomainPtr dom)
 {
-    /* A thaw of a guest that is not frozen is harmless; a missed one is not. */
-    if (virDomainFSThaw(dom, NULL, 0, 0) < 0)
+    /* A thaw of a guest that is not frozen is harmless; a missed one is not: one that a
+     * hung agent did not answer goes on in the background until it does. */
+    if (virDomainFSThaw(dom, NULL, 0, 0) < 0) {
         JOB_LOG(job, G_LOG_LEVEL_DEBUG, "thaw during cleanup: %s", virGetLastErrorMessage());
+        if (vs_freeze_agent_hangs(virGetLastErrorCode()))
+            vs_freeze_keep_thawing(job, dom);
+    }
     job->journal->frozen = FALSE;
 }
 

@@ -350,7 +350,7 @@ static GError *
 copy_target_error(VsJob *job, VsJobDisk *d)
 {
     struct statvfs st;
-    guint64 avail, left = d->total > d->done ? d->total - d->done : 0;
+    guint64 avail;
     g_autofree char *free_text = NULL;
 
     if (statvfs(job->folder, &st) < 0) {
@@ -367,7 +367,9 @@ copy_target_error(VsJob *job, VsJobDisk *d)
                            "the copy of disk %s failed: the snapshot directory is read-only",
                            d->plan->target);
     avail = (guint64)st.f_bavail * st.f_frsize;
-    if (avail >= MAX(COPY_NO_SPACE_MARGIN, left))
+    /* Not "less than what was left to copy": a copy aborted by somebody else with room to
+     * spare is not NoSpace. */
+    if (avail >= COPY_NO_SPACE_MARGIN)
         return NULL;
     free_text = g_format_size_full(avail, G_FORMAT_SIZE_IEC_UNITS);
     return g_error_new(VS_ERROR, VS_ERROR_NO_SPACE,

@@ -160,7 +160,8 @@ on_reply(GObject *source, GAsyncResult *result, gpointer data)
         if (now + POLL_MS * 1000 < hook->wait_deadline) {
             hook->waited_ms += POLL_MS;
             /* No deadline while we sleep: on_poll sets the next one. */
-            g_source_destroy(hook->deadline_source);
+            if (hook->deadline_source) /* NULL once the deadline has given up */
+                g_source_destroy(hook->deadline_source);
             g_clear_pointer(&hook->deadline_source, g_source_unref);
             g_timeout_add(POLL_MS, on_poll, hook);
             return;

@@ -257,9 +257,11 @@ vs_job_undo_thread(VsJob *job, GError **error)
     g_autofree char *key = NULL;
     g_autoptr(virDomain) dom = NULL;
     g_autoptr(GError) local = NULL;
+    g_autoptr(GError) children_error = NULL;
+    /* A leftover that will not die (stuck in D state, say) keeps the parts that need the
+     * disks or the folder for the next start; the guest-facing ones go on regardless. */
+    gboolean children_gone = undo_children(job, &children_error);
 
-    if (!undo_children(job, error))
-        return FALSE;
     dom = vs_lookup_domain(job->undo_conn, j->uuid && *j->uuid ? j->uuid : j->domain, &local);
     if (!dom && local && local->code == VS_ERROR_NOT_CONNECTED) {
         g_propagate_error(error, g_steal_pointer(&local));
@@ -271,11 +273,15 @@ vs_job_undo_thread(VsJob *job, GError **error)
         return FALSE;
     if ((parts & VS_UNDO_RESUME) && dom && j->suspended)
         undo_resume(job, dom);
-    if ((parts & VS_UNDO_RESTART) && dom && j->saved && !undo_restart(job, dom, error))
-        return FALSE;
     if ((parts & VS_UNDO_THAW) && dom && j->frozen)
         undo_thaw(job, dom);
     if ((parts & VS_UNDO_REDEFINE) && j->undefined && !undo_redefine(job, dom, error))
+        return FALSE;
+    if (!children_gone) {
+        g_propagate_error(error, g_steal_pointer(&children_error));
+        return FALSE; /* the journal keeps them; the next start tries again */
+    }
+    if ((parts & VS_UNDO_RESTART) && dom && j->saved && !undo_restart(job, dom, error))
         return FALSE;
     /* Before the RBD part: a running clone keeps its RBD images open. */
     if ((parts & VS_UNDO_CLONE) && j->clone_name && !vs_job_clone_undo(job, error))

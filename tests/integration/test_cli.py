@@ -213,7 +213,7 @@ def test_completion_offers_what_the_agent_has(agent, writer):
     assert snap_id in complete([VIRTSNAPCTL, 'delete', '', '--address', addr], cword=2)
     # Option values.
     assert complete([VIRTSNAPCTL, 'snapshot', 'writer', '--method', '']) == \
-        ['auto', 'live', 'cold', 'rbd']
+        ['auto', 'live', 'cold', 'rbd', 'mixed']
     assert complete([VIRTSNAPCTL, 'snapshot', '--quiesce=r']) == ['require']
     # No agent on that bus: nothing offered, and nothing printed.
     assert complete([VIRTSNAPCTL, '--address', NO_BUS, 'snapshot', '']) == []

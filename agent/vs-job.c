@@ -292,6 +292,8 @@ resume_start(VsJob *job)
     }
     job->resume_conn = conn;
     job->resume_phase = job->phase;
+    /* The first window's watchdog must not claim the thaw of the window taken again. */
+    g_clear_handle_id(&job->watchdog_source, g_source_remove);
     vs_job_run_in_thread(job, resume_thread, resume_done);
 }
 

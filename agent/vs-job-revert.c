@@ -654,6 +654,8 @@ write_back_start(VsJob *job)
     }
     job->revert->index = 0;
     job->revert->t_write_start = vs_now_ms();
+    /* Progress is the write-back's from here: not the safety copy's finished 1.0. */
+    vs_job_set_progress(job, 0.0, 0, vs_job_disk(job, 0)->size);
     write_next(job);
 }
 

@@ -274,14 +274,20 @@ def test_guest_agent_hangs_while_frozen(lab, writer):
             writer.wait_agent(timeout=hang + 15)  # missed (or caught too late): again
             guest_sh(writer, 'pkill -f "vs-pol[l]er"')
         assert props['State'] == 'failed', props
-        assert props['ErrorName'] == 'org.virtsnap.Error.Timeout', props
-        # The thaw's bound, or it waited in the freeze call (qemu-ga stopped before it froze).
-        assert took < 2 * AGENT_WAIT_S + 4 or took > hang, took
+        # qemu-ga stopped after answering the freeze: the thaws die at libvirt's guest-sync,
+        # the guest was frozen past the limit (Timeout). Stopped before answering it: the
+        # freeze call itself ends at agent_timeout_s (5 s), unconfirmed (QuiesceFailed). In
+        # both the guest is frozen meanwhile and the thaw goes on in the background.
+        assert props['ErrorName'] in ('org.virtsnap.Error.Timeout',
+                                      'org.virtsnap.Error.QuiesceFailed'), props
+        # Two waits of libvirt's (the freeze's agent timeout or a thaw's guest-sync, then
+        # undo's thaw), never the whole hang.
+        assert took < 2 * AGENT_WAIT_S + 4, took
         writer.wait_agent(timeout=hang + 15)
         assert time.monotonic() - t0 > hang - 1, 'qemu-ga ran again too early'
         all_well(agent, writer, before)
         log = agent.log_text()
-        assert 'thawed at last' in log or took > hang, log[-3000:]
+        assert 'thawed at last' in log, log[-3000:]
         good_snapshot(agent.snapshot('writer', quiesce='require'))
         all_well(agent, writer, before)
     finally:

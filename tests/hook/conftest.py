@@ -9,7 +9,8 @@ import os
 import pytest
 
 from hookenv import HOOK, VIRTSNAPCTL, VIRTSNAPD, Agent, hook_env, system
-from noskip import pytest_sessionfinish  # noqa: E402,F401  (fails runs with skips)
+from noskip import (pytest_runtest_logreport, pytest_sessionfinish,  # noqa: E402,F401
+                    pytest_sessionstart)  # (fails runs with skips; lists failed tests)
 
 
 @pytest.fixture(scope='session')

@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 import agent as agentmod  # noqa: E402
 import lab as labmod  # noqa: E402
 import system as systemmod  # noqa: E402
-from noskip import pytest_sessionfinish  # noqa: E402,F401  (fails runs with skips)
+from noskip import (pytest_runtest_logreport, pytest_sessionfinish,  # noqa: E402,F401
+                    pytest_sessionstart)  # (fails runs with skips; lists failed tests)
 
 import gi  # noqa: E402
 

@@ -218,13 +218,25 @@ def test_libvirtd_dies_in_freeze_window(lab, agent, writer):
     all_well(agent, writer, before)
 
 
+def normal_job_seconds(agent):
+    """How long a quiesced snapshot of the writer takes now, with qemu-ga answering: the
+    base of the hung-agent tests' bounds, as the copy's time varies with the machine's load
+    (CI runs two labs side by side)."""
+    t0 = time.monotonic()
+    good_snapshot(agent.snapshot('writer', quiesce='require', timeout=60))
+    return time.monotonic() - t0
+
+
 def test_hung_guest_agent(agent, writer):
     """qemu-ga stopped: quiesce=try succeeds unquiesced with a note, quiesce=require fails
     QuiesceFailed, each within a bound (libvirt's agent wait for the freeze, and for
     require one more for the thaw that undo sends after a freeze of unknown outcome); the
     guest is never left frozen; with qemu-ga back the next job is quiesced again."""
     before = writer.inactive_xml()
-    stop_guest_agent(writer, 3 * AGENT_WAIT_S + 3)
+    base = normal_job_seconds(agent)
+    # Stopped long enough for both jobs below at their bounds.
+    hang = 3 * AGENT_WAIT_S + 3 + 2 * base
+    stop_guest_agent(writer, hang)
     t_stop = time.monotonic()
 
     t0 = time.monotonic()
@@ -232,16 +244,16 @@ def test_hung_guest_agent(agent, writer):
     took = time.monotonic() - t0
     good_snapshot(props, quiesced=False)
     assert 'not responding' in props['Result']['quiesce-note'], props['Result']
-    assert took < AGENT_WAIT_S + 3, took
+    assert took < base + AGENT_WAIT_S + 3, (took, base)
 
     t0 = time.monotonic()
     props = agent.snapshot('writer', quiesce='require', timeout=60)
     took = time.monotonic() - t0
     assert props['State'] == 'failed', props
     assert props['ErrorName'] == 'org.virtsnap.Error.QuiesceFailed', props
-    assert took < 2 * AGENT_WAIT_S + 3, took
+    assert took < base + 2 * AGENT_WAIT_S + 3, (took, base)
     assert writer.block_jobs() == []
-    assert time.monotonic() - t_stop < 3 * AGENT_WAIT_S + 3, 'qemu-ga ran again too early'
+    assert time.monotonic() - t_stop < hang, 'qemu-ga ran again too early'
 
     # qemu-ga runs again: the guest was never frozen, and the next job is quiesced.
     all_well(agent, writer, before)
@@ -250,15 +262,16 @@ def test_hung_guest_agent(agent, writer):
 
 
 def test_guest_agent_hangs_while_frozen(lab, writer):
-    """qemu-ga stops the moment the guest freezes and runs again 16 s later: libvirt's
+    """qemu-ga stops the moment the guest freezes and runs again 16 s (or more) later: libvirt's
     thaw cannot reach the guest meanwhile (each try dies at the guest-sync wait). The job
     fails Timeout within a bound (the guest was frozen past freeze_limit_ms), the thaw is
     tried on in the background and gets through once qemu-ga runs: the guest is not left
     frozen, and the next job works."""
-    hang = 16
     before = writer.inactive_xml()
     agent = Agent(lab, name='agent-hang-frozen', config='freeze_limit_ms = 1000\n').start()
     try:
+        base = normal_job_seconds(agent)
+        hang = max(16, 2 * AGENT_WAIT_S + 6 + base)  # past the job's bound below
         # The guest's poller spins (no sleep: a fork per poll is too slow under TCG to
         # catch a window of ~100 ms); a window it missed is taken again, up to 3 times.
         for attempt in range(3):
@@ -282,7 +295,7 @@ def test_guest_agent_hangs_while_frozen(lab, writer):
                                       'org.virtsnap.Error.QuiesceFailed'), props
         # Two waits of libvirt's (the freeze's agent timeout or a thaw's guest-sync, then
         # undo's thaw), never the whole hang.
-        assert took < 2 * AGENT_WAIT_S + 4, took
+        assert took < base + 2 * AGENT_WAIT_S + 4, (took, base)
         writer.wait_agent(timeout=hang + 15)
         assert time.monotonic() - t0 > hang - 1, 'qemu-ga ran again too early'
         all_well(agent, writer, before)
